@@ -1,0 +1,1 @@
+"""Wiring of stages into runs and Prefect flows, and the command line. No algorithms here."""

@@ -1,0 +1,251 @@
+"""The `thresher` command line.
+
+Errors a user can cause (a bad path, column, value or query) print one line on
+stderr and exit with code 2; a traceback means a bug in thresher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from thresher.flows.output import OUTPUT_FORMATS, summary_table, write_result
+from thresher.storage import readers
+
+USER_ERRORS = (ValueError, TypeError, OSError)
+err = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Turns user errors raised anywhere below into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            click.echo(f"thresher: error: {message}", err=True)
+            ctx.exit(2)
+
+
+@contextlib.contextmanager
+def progress(label: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (only on a terminal); yields `update(done, total)`."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _open_store(path: str) -> Any:
+    from thresher.storage.store import Store
+
+    return Store(path)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what thresher does.")
+def cli(verbose: bool) -> None:
+    """thresher: find duplicates and redundant examples, and select a smaller
+    training set that trains as well as the whole."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.argument("store")
+def init(store: str) -> None:
+    """Create an empty store at STORE (or refresh the views of an existing one)."""
+    from thresher.storage.store import Store
+
+    s = Store.init(store)
+    click.echo(f"store ready at {s.root}")
+
+
+@cli.command()
+@click.argument("store")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--id-column", help="Column whose value identifies a row (item_id derives from it).")
+@click.option("--text-column", help="Column holding the text to curate.")
+@click.option("--label-column", help="Column holding a class label.")
+@click.option("--embedding-column", help="Column holding a precomputed vector (list of floats).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(readers.FORMATS),
+    default="auto",
+    show_default=True,
+    help="Source format; auto goes by the file suffix.",
+)
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(min=1),
+    default=65_536,
+    show_default=True,
+    help="Rows read and written at a time (bounds memory).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def ingest(
+    store: str,
+    sources: tuple[str, ...],
+    id_column: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    embedding_column: str | None,
+    fmt: str,
+    batch_rows: int,
+    quiet: bool,
+) -> None:
+    """Ingest SOURCES (files, directories, globs) into STORE.
+
+    Every source column is kept. A file already ingested (same content) is
+    skipped. Rows that cannot be ingested go to the rejects table with a
+    reason; a file that cannot be read stops the ingest and changes nothing.
+    """
+    from thresher.storage.ingest import IngestConfig
+    from thresher.storage.ingest import ingest as run_ingest
+
+    s = _open_store(store)
+    cfg = IngestConfig(
+        id_column,
+        text_column,
+        label_column,
+        embedding_column,
+        fmt,
+        batch_rows,
+    )
+    with progress("ingest", quiet) as update:
+        report = run_ingest(s, sources, cfg, on_progress=update)
+    rows = [
+        {
+            "source": src.path,
+            "status": src.status,
+            "batch": src.batch_id,
+            "rows": src.rows_in,
+            "kept": src.kept,
+            "rejected": src.rejected,
+        }
+        for src in report.sources
+    ]
+    click.echo(summary_table(rows), nl=False)
+    click.echo(f"run {report.run_id}: {report.kept} rows kept, {report.rejected} rejected")
+
+
+@cli.command()
+@click.argument("store")
+@click.argument("query")
+@click.option(
+    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the result to FILE.")
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Rows shown by --format table on a terminal.",
+)
+def sql(store: str, query: str, fmt: str, out: str | None, max_rows: int) -> None:
+    """Run a read-only SQL QUERY over STORE's tables (items, rejects, embeddings,
+    duplicates, clusters, scores, selections, runs, stages, sources, files)."""
+    from thresher.storage.sql import read_only_query
+
+    result = read_only_query(_open_store(store), query)
+    write_result(result, fmt, out, max_rows)
+
+
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS[:3]), default="table", show_default=True
+)
+def runs(store: str, fmt: str) -> None:
+    """List STORE's runs with their row accounting."""
+    s = _open_store(store)
+    table = s.query(
+        "SELECT run_id, flow, status, started_at::TIMESTAMP(0) AS started, "
+        "round(epoch(finished_at - started_at), 2) AS seconds, rows_in, rows_kept, "
+        "rows_dropped, rows_rejected, message FROM runs ORDER BY run_id"
+    )
+    write_result(table, fmt, None, max_rows=table.num_rows or 1)
+
+
+@cli.command()
+@click.argument("store")
+@click.option("--exact", is_flag=True, help="Exact duplicates of normalized text.")
+@click.option("--fuzzy", type=float, metavar="JACCARD", help="Near duplicates (not yet built).")
+@click.option(
+    "--semantic", type=float, metavar="COSINE", help="Semantic duplicates (not yet built)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def dedup(
+    store: str, exact: bool, fuzzy: float | None, semantic: float | None, quiet: bool
+) -> None:
+    """Find duplicates in STORE and record them in the duplicates table.
+
+    Only the exact pass exists so far; with no flag, it runs.
+    """
+    from thresher.flows.dedup import dedup_exact
+
+    if fuzzy is not None or semantic is not None:
+        raise ValueError("--fuzzy and --semantic are not built yet; only --exact runs")
+    s = _open_store(store)
+    with progress("dedup (exact)", quiet) as update:
+        report = dedup_exact(s, on_progress=update)
+    click.echo(
+        summary_table(
+            [
+                {
+                    "method": report.method,
+                    "items": report.items,
+                    "duplicates": report.duplicates,
+                    "new": report.new_duplicates,
+                }
+            ]
+        ),
+        nl=False,
+    )
+
+
+@cli.command()
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to build the demo store [default: a new temporary directory].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def demo(store: str | None, quiet: bool) -> None:
+    """Run every stage built so far on the bundled demo corpus."""
+    from thresher.flows.demo import run_demo
+
+    root = Path(store) if store else Path(tempfile.mkdtemp(prefix="thresher-demo-"))
+    run_demo(root, quiet=quiet, echo=click.echo, progress=progress)
+
+
+def main() -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    cli(prog_name="thresher")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Deployment files: container image, KubeRay manifests, Prefect deployments."""

@@ -1,0 +1,1 @@
+"""Turning items into numbers: embedders, Matryoshka prefixes, pruning scores."""

@@ -1,0 +1,1 @@
+"""Turning numbers into decisions: dedup, pruning policies, active learning."""

@@ -1,0 +1,391 @@
+"""Ingest Parquet, JSONL and CSV sources into a store's `items` table.
+
+Every source column is kept under its own name; thresher adds `item_id` (a
+stable int64: the same input row always gets the same id) and `batch_id` (one
+per source file). A file is identified by the BLAKE2b hash of its content, so
+ingesting it again, under any name, adds nothing. Rows that cannot be ingested
+go to `rejects` with a reason; a file that cannot be read stops the whole
+ingest and leaves the store exactly as it was (see `Store.run`).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from thresher.storage import readers
+from thresher.storage.readers import Chunk, Format, SourceError
+from thresher.storage.store import StageCounts, Store, TableWriter
+
+log = logging.getLogger(__name__)
+
+RESERVED = ("item_id", "batch_id")
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    id_column: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    embedding_column: str | None = None
+    format: Format = "auto"
+    batch_rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        if self.format not in readers.FORMATS:
+            raise ValueError(f"format {self.format!r}: allowed {', '.join(readers.FORMATS)}")
+        if self.batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
+
+    def roles(self) -> dict[str, str]:
+        names = ("id_column", "text_column", "label_column", "embedding_column")
+        return {n: v for n in names if (v := getattr(self, n))}
+
+
+@dataclass
+class SourceReport:
+    path: str
+    status: str  # "ingested" or "skipped (already ingested as batch N)"
+    batch_id: int | None = None
+    rows_in: int = 0
+    kept: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class IngestReport:
+    run_id: int
+    sources: list[SourceReport] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return sum(s.kept for s in self.sources)
+
+    @property
+    def rejected(self) -> int:
+        return sum(s.rejected for s in self.sources)
+
+
+def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Path]:
+    """Files, directories (searched recursively for known suffixes) and globs, sorted."""
+    if not sources:
+        raise ValueError("no sources given")
+    out: list[Path] = []
+    for src in sources:
+        path = Path(src).expanduser()
+        if any(ch in src for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+            files = [p for p in matches if p.is_file()]
+            if not files:
+                raise SourceError(f"{src}: no files match this pattern")
+        elif path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and (fmt != "auto" or p.suffix.lower() in readers.SUFFIXES)
+            )
+            if not files:
+                raise SourceError(f"{src}: directory holds no .parquet, .jsonl or .csv files")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise SourceError(f"{src}: no such file or directory")
+        out.extend(files)
+    return list(dict.fromkeys(p.absolute() for p in out))
+
+
+def fingerprint(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def item_ids(salt: int, keys: np.ndarray) -> np.ndarray:
+    """Stable int64 ids: the splitmix64 finalizer of `salt` xor each uint64 key."""
+    with np.errstate(over="ignore"):
+        z = (keys.astype(np.uint64) ^ np.uint64(salt)) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z & _MASK64).view(np.int64)
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def _id_keys(column: pa.ChunkedArray) -> np.ndarray:
+    """uint64 keys from an id column: integers as they are, anything else hashed."""
+    if pa.types.is_integer(column.type):
+        return column.to_numpy().astype(np.int64).view(np.uint64)
+    return np.fromiter((_hash64(str(v)) for v in column.to_pylist()), np.uint64, len(column))
+
+
+class _Validator:
+    """Row checks for one ingest; remembers the embedding width and ids seen so far."""
+
+    def __init__(self, cfg: IngestConfig, embedding_dim: int | None, seen_ids: set[int]) -> None:
+        self.cfg, self.embedding_dim, self.seen_ids = cfg, embedding_dim, seen_ids
+
+    def check_columns(self, path: Path, table: pa.Table) -> None:
+        names = table.column_names
+        for role, column in self.cfg.roles().items():
+            if column not in names:
+                raise SourceError(
+                    f"{path}: no column {column!r} (--{role.replace('_', '-')}); "
+                    f"columns: {', '.join(names)}"
+                )
+        for name in RESERVED:
+            if name in names:
+                raise SourceError(f"{path}: column {name!r} is reserved by thresher; rename it")
+
+    def bad_rows(self, table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
+        """A boolean mask of rows to reject and, per row, the first reason."""
+        n = table.num_rows
+        reasons: list[str | None] = [None] * n
+        bad = np.zeros(n, dtype=bool)
+
+        def mark(mask: np.ndarray, reason: str | Callable[[int], str]) -> None:
+            for i in np.flatnonzero(mask & ~bad):
+                reasons[i] = reason(int(i)) if callable(reason) else reason
+            bad[:] |= mask
+
+        cfg = self.cfg
+        if cfg.text_column:
+            text = table.column(cfg.text_column)
+            if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+                text = text.cast(pa.string())
+            empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), True)
+            mark(_np(empty), f"null or empty text in column {cfg.text_column!r}")
+        if cfg.id_column:
+            ids = table.column(cfg.id_column)
+            mark(_np(pc.is_null(ids)), f"null id in column {cfg.id_column!r}")
+        if cfg.embedding_column:
+            self._check_embeddings(table.column(cfg.embedding_column), mark)
+        return bad, reasons
+
+    def _check_embeddings(self, col: pa.ChunkedArray, mark: Callable) -> None:
+        name = self.cfg.embedding_column
+        if not (
+            pa.types.is_list(col.type)
+            or pa.types.is_large_list(col.type)
+            or pa.types.is_fixed_size_list(col.type)
+        ):
+            raise SourceError(f"column {name!r} is {col.type}, not a list of floats")
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        null = _np(col.is_null())
+        mark(null, f"null embedding in column {name!r}")
+        lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
+        if self.embedding_dim is None and (~null).any():
+            self.embedding_dim = int(lengths[~null][0])
+        dim = self.embedding_dim
+        wrong = ~null & (lengths != dim)
+        mark(wrong, lambda i: f"embedding length {lengths[i]}, expected {dim}")
+        ok = ~null & ~wrong
+        if not ok.any():
+            return
+        values = pc.list_flatten(col.filter(pa.array(ok))).to_numpy(zero_copy_only=False)
+        finite = np.isfinite(values.astype(np.float32, copy=False)).reshape(-1, dim).all(axis=1)
+        nonfinite = np.zeros(len(ok), dtype=bool)
+        nonfinite[np.flatnonzero(ok)[~finite]] = True
+        mark(nonfinite, f"NaN or infinite value in embedding column {name!r}")
+
+    def duplicate_ids(self, ids: np.ndarray) -> np.ndarray:
+        dup = np.zeros(len(ids), dtype=bool)
+        for i, v in enumerate(ids.tolist()):
+            if v in self.seen_ids:
+                dup[i] = True
+            else:
+                self.seen_ids.add(v)
+        return dup
+
+
+def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def ingest(
+    store: Store,
+    sources: Sequence[str],
+    config: IngestConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Ingest `sources` into `store` in one run; all of it lands or none of it does.
+
+    `on_progress(bytes_done, bytes_total)` is called as data is read.
+    """
+    cfg = config or IngestConfig()
+    files = expand_sources(sources, cfg.format)
+    formats = [readers.detect_format(p, cfg.format) for p in files]
+    with store.run("ingest", {"sources": [str(p) for p in files], **asdict(cfg)}) as run:
+        report = IngestReport(run.run_id)
+        known, next_batch, dim, seen = _store_state(store, cfg)
+        validator = _Validator(cfg, dim, seen)
+        total = sum(p.stat().st_size for p in files)
+        done_before = 0
+        for path, fmt in zip(files, formats, strict=True):
+            fp = fingerprint(path)
+            if fp in known:
+                report.sources.append(
+                    SourceReport(
+                        str(path), f"skipped (already ingested as batch {known[fp]})", known[fp]
+                    )
+                )
+            else:
+                known[fp] = next_batch
+                src = _ingest_file(
+                    path,
+                    fmt,
+                    fp,
+                    next_batch,
+                    validator,
+                    run,
+                    _offset(on_progress, done_before, total),
+                )
+                report.sources.append(src)
+                run.sources.append(
+                    {
+                        "fingerprint": fp,
+                        "path": str(path),
+                        "format": fmt,
+                        "batch_id": next_batch,
+                        "run_id": run.run_id,
+                        "rows_in": src.rows_in,
+                        "rows_kept": src.kept,
+                        "rows_rejected": src.rejected,
+                        **cfg.roles(),
+                        "embedding_dim": validator.embedding_dim if cfg.embedding_column else None,
+                    }
+                )
+                next_batch += 1
+            done_before += path.stat().st_size
+            if on_progress:
+                on_progress(done_before, total)
+        run.message = f"{report.kept} rows kept, {report.rejected} rejected"
+    return report
+
+
+def _offset(
+    on_progress: Callable[[int, int], None] | None, base: int, total: int
+) -> Callable[[int], None]:
+    def update(done: int) -> None:
+        if on_progress:
+            on_progress(base + done, total)
+
+    return update
+
+
+def _store_state(store: Store, cfg: IngestConfig) -> tuple[dict[str, int], int, int | None, set]:
+    with store.read() as con:
+        known = dict(con.execute("SELECT fingerprint, batch_id FROM sources").fetchall())
+        (next_batch,) = con.execute(
+            "SELECT coalesce(max(batch_id), 0) + 1 FROM sources"
+        ).fetchall()[0]
+        dims = (
+            con.execute(
+                "SELECT embedding_dim FROM sources WHERE embedding_column = ? ORDER BY batch_id",
+                [cfg.embedding_column],
+            ).fetchall()
+            if cfg.embedding_column
+            else []
+        )
+        seen: set[int] = set()
+        if cfg.id_column:
+            seen = {r[0] for r in con.execute("SELECT item_id FROM items").fetchall()}
+    return known, int(next_batch), (dims[0][0] if dims else None), seen
+
+
+def _ingest_file(
+    path: Path,
+    fmt: str,
+    fp: str,
+    batch_id: int,
+    validator: _Validator,
+    run,
+    progress: Callable[[int], object],
+) -> SourceReport:
+    items: TableWriter = run.writer("items", batch_id)
+    rejects: TableWriter = run.writer("rejects", batch_id)
+    salt = int(fp[:16], 16)
+    report = SourceReport(str(path), "ingested", batch_id)
+    checked = False
+    for chunk in readers.read_chunks(path, fmt, validator.cfg.batch_rows):
+        if chunk.table.num_columns and not checked:
+            validator.check_columns(path, chunk.table)
+            checked = True
+        kept, rejected = _process_chunk(chunk, salt, batch_id, validator, str(path))
+        items.write(kept)
+        rejects.write(_rejects_table(str(path), rejected, run.run_id))
+        report.rows_in += kept.num_rows + len(rejected)
+        report.kept += kept.num_rows
+        report.rejected += len(rejected)
+        progress(chunk.bytes_done)
+    items.close()
+    rejects.close()
+    run.record(StageCounts("ingest", str(path), report.rows_in, report.kept, 0, report.rejected))
+    return report
+
+
+def _process_chunk(
+    chunk: Chunk, salt: int, batch_id: int, validator: _Validator, source: str
+) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    table, rows = chunk.table, chunk.rows
+    rejected = list(chunk.rejects)
+    if table.num_rows == 0:
+        return table, rejected
+    cfg = validator.cfg
+    if cfg.text_column:
+        table, rows, undecodable = readers.drop_undecodable(table, rows, [cfg.text_column])
+        rejected += undecodable
+        if table.num_rows and not pa.types.is_string(table.column(cfg.text_column).type):
+            idx = table.schema.get_field_index(cfg.text_column)
+            table = table.set_column(
+                idx, cfg.text_column, table.column(cfg.text_column).cast(pa.string())
+            )
+    bad, reasons = validator.bad_rows(table)
+    keys = _id_keys(table.column(cfg.id_column)) if cfg.id_column else rows.astype(np.uint64)
+    ids = item_ids(0 if cfg.id_column else salt, keys)
+    dup = validator.duplicate_ids(np.where(bad, 0, ids)) & ~bad if cfg.id_column else None
+    if dup is not None and dup.any():
+        for i in np.flatnonzero(dup):
+            reasons[i] = f"duplicate id {table.column(cfg.id_column)[int(i)].as_py()!r}"
+        bad |= dup
+    if bad.any():
+        rejected += _raw_rows(table, rows, bad, reasons)
+        table, ids = table.filter(pa.array(~bad)), ids[~bad]
+    table = table.add_column(0, "batch_id", pa.array(np.full(len(ids), batch_id, np.int64)))
+    table = table.add_column(0, "item_id", pa.array(ids))
+    return table, rejected
+
+
+def _raw_rows(table: pa.Table, rows: np.ndarray, bad: np.ndarray, reasons) -> list:
+    out = []
+    bad_idx = np.flatnonzero(bad)
+    for i, record in zip(bad_idx, table.take(pa.array(bad_idx)).to_pylist(), strict=True):
+        out.append((int(rows[i]), reasons[i], json.dumps(record, default=str)))
+    return out
+
+
+def _rejects_table(source: str, rejected: Iterable[tuple[int, str, str]], run_id: int) -> pa.Table:
+    rows = list(rejected)
+    return pa.table(
+        {
+            "source": pa.array([source] * len(rows), pa.string()),
+            "row": pa.array([r[0] for r in rows], pa.int64()),
+            "reason": pa.array([r[1] for r in rows], pa.string()),
+            "raw": pa.array([r[2] for r in rows], pa.string()),
+            "run_id": pa.array([run_id] * len(rows), pa.int64()),
+        }
+    )

@@ -1,0 +1,173 @@
+"""Run a `Stage` over an Arrow table or Parquet files through Ray.
+
+Stages that set up state (a model, an index) or want GPUs run as a fixed pool
+of actors, each calling `setup()` once; stateless stages run as Ray tasks.
+Work is cut into pieces (table slices, or Parquet row groups that the worker
+reads itself so the data never passes through the driver), at most
+`2 x workers` pieces are in flight, and results come back in input order, so
+a run is deterministic and memory stays bounded.
+
+Plain Ray core is used rather than Ray Data: on small machines Ray Data's
+actor pools can starve the read tasks of CPUs (see STACK.md), and here the
+order of results and the in-flight window are ours to control.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from thresher.storage.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParquetPiece:
+    path: str
+    row_groups: tuple[int, ...]
+
+
+Piece: TypeAlias = "ParquetPiece | pa.Table"
+
+
+def ensure_ray() -> None:
+    """Connect to `RAY_ADDRESS` if set, else start Ray in this process (once)."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+        configure_logging=False,
+    )
+
+
+def pieces(source: pa.Table | Sequence[str | Path], batch_rows: int) -> list[Piece]:
+    """Cut a table into slices of `batch_rows`, or files into runs of row groups."""
+    if isinstance(source, pa.Table):
+        return [source.slice(i, batch_rows) for i in range(0, max(source.num_rows, 1), batch_rows)]
+    out: list[Piece] = []
+    for path in source:
+        meta = pq.ParquetFile(path).metadata
+        group: list[int] = []
+        rows = 0
+        for g in range(meta.num_row_groups):
+            group.append(g)
+            rows += meta.row_group(g).num_rows
+            if rows >= batch_rows:
+                out.append(ParquetPiece(str(path), tuple(group)))
+                group, rows = [], 0
+        if group:
+            out.append(ParquetPiece(str(path), tuple(group)))
+    return out
+
+
+def _load(piece: Piece, columns: Sequence[str] | None) -> pa.Table:
+    if isinstance(piece, pa.Table):
+        return piece
+    return pq.ParquetFile(piece.path).read_row_groups(
+        list(piece.row_groups), columns=list(columns) if columns else None
+    )
+
+
+def _apply(stage: Stage, piece: Piece, columns: Sequence[str] | None) -> pa.Table:
+    batch = _load(piece, columns)
+    stage.check_columns(batch)
+    return stage.process(batch)
+
+
+class _StageActor:
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        stage.setup()
+
+    def process(self, piece: Piece, columns: Sequence[str] | None) -> pa.Table:
+        return _apply(self.stage, piece, columns)
+
+
+def _process_task(stage: Stage, piece: Piece, columns: Sequence[str] | None) -> pa.Table:
+    return _apply(stage, piece, columns)
+
+
+def _get(ref: ray.ObjectRef) -> pa.Table:
+    """`ray.get`, re-raising a stage's own ValueError/TypeError as it was raised."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (ValueError, TypeError)):
+            raise exc.cause from None
+        raise
+
+
+def default_workers(stage: Stage) -> int:
+    res = ray.cluster_resources()
+    if stage.resources.gpus > 0:
+        return max(1, int(res.get("GPU", 0) // stage.resources.gpus))
+    return max(1, int(res.get("CPU", 1) // stage.resources.cpus))
+
+
+def run_stage(
+    stage: Stage,
+    source: pa.Table | Sequence[str | Path],
+    *,
+    batch_rows: int = 16_384,
+    columns: Sequence[str] | None = None,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Iterator[pa.Table]:
+    """Yield `stage.process` of each piece of `source`, in input order.
+
+    `columns` restricts what workers read from Parquet files;
+    `on_progress(pieces_done, pieces_total)` is called as results arrive.
+    """
+    ensure_ray()
+    work = pieces(source, batch_rows)
+    if not work:
+        return
+    n = min(workers or default_workers(stage), len(work))
+    opts: dict[str, Any] = {"num_cpus": stage.resources.cpus, "num_gpus": stage.resources.gpus}
+    if stage.stateful:
+        actor_cls = ray.remote(**opts)(_StageActor)
+        actors = [actor_cls.remote(stage) for _ in range(n)]
+        submit = lambda i, p: actors[i % n].process.remote(p, columns)  # noqa: E731
+    else:
+        task = ray.remote(**opts)(_process_task)
+        stage_ref = ray.put(stage)
+        submit = lambda i, p: task.remote(stage_ref, p, columns)  # noqa: E731
+    log.info(
+        "stage %s: %d pieces on %d %s",
+        stage.name,
+        len(work),
+        n,
+        "actors" if stage.stateful else "task slots",
+    )
+    in_flight: deque = deque()
+    try:
+        for i, piece in enumerate(work):
+            in_flight.append(submit(i, piece))
+            if len(in_flight) >= 2 * n:
+                yield _get(in_flight.popleft())
+                if on_progress:
+                    on_progress(i + 1 - len(in_flight), len(work))
+        while in_flight:
+            yield _get(in_flight.popleft())
+            if on_progress:
+                on_progress(len(work) - len(in_flight), len(work))
+    finally:
+        if stage.stateful:
+            for actor in actors:
+                ray.kill(actor)  # type: ignore[arg-type]  # ray.remote(cls) is typed loosely

@@ -1,0 +1,251 @@
+"""Streaming readers for Parquet, JSONL and CSV sources, with row-level rejects.
+
+Each reader yields `Chunk`s of at most `batch_rows` rows, so memory stays
+bounded whatever the file size. A row that cannot be parsed (a JSONL line that
+is not a JSON object, a CSV row with the wrong number of fields, bytes that
+are not UTF-8) becomes a reject carrying its row number and raw text; a file
+that cannot be read at all (missing, unreadable, truncated) raises
+`SourceError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+Format = Literal["auto", "parquet", "jsonl", "csv"]
+FORMATS: tuple[str, ...] = ("auto", "parquet", "jsonl", "csv")
+SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+}
+
+
+class SourceError(ValueError):
+    """A source file that cannot be read; the message names the file."""
+
+
+@dataclass
+class Chunk:
+    """Rows read from one source: good rows with their 1-based row numbers, and rejects."""
+
+    table: pa.Table
+    rows: np.ndarray
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    bytes_done: int = 0
+
+
+def detect_format(path: Path, fmt: Format) -> str:
+    if fmt != "auto":
+        return fmt
+    try:
+        return SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise SourceError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+            f"pass --format ({', '.join(FORMATS[1:])})"
+        ) from None
+
+
+def read_chunks(path: Path, fmt: str, batch_rows: int) -> Iterator[Chunk]:
+    readers = {"parquet": _parquet, "jsonl": _jsonl, "csv": _csv}
+    try:
+        yield from readers[fmt](path, batch_rows)
+    except SourceError:
+        raise
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise SourceError(f"{path}: cannot read {fmt} file: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _parquet(path: Path, batch_rows: int) -> Iterator[Chunk]:
+    pf = pq.ParquetFile(path)
+    total_rows = max(pf.metadata.num_rows, 1)
+    size = path.stat().st_size
+    start = 1
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
+        start += batch.num_rows
+        yield Chunk(pa.Table.from_batches([batch]), rows, [], int(size * (start - 1) / total_rows))
+
+
+def _jsonl(path: Path, batch_rows: int) -> Iterator[Chunk]:
+    records: list[dict] = []
+    rows: list[int] = []
+    rejects: list[tuple[int, str, str]] = []
+    done = 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            done += len(raw)
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                rejects.append((number, "undecodable text (not UTF-8)", _raw(line)))
+                continue
+            except json.JSONDecodeError as exc:
+                rejects.append((number, f"invalid JSON: {exc.msg}", _raw(line)))
+                continue
+            if not isinstance(record, dict):
+                rejects.append((number, "not a JSON object", _raw(line)))
+                continue
+            records.append(record)
+            rows.append(number)
+            if len(records) >= batch_rows:
+                yield _json_chunk(path, records, rows, rejects, done)
+                records, rows, rejects = [], [], []
+    if records or rejects:
+        yield _json_chunk(path, records, rows, rejects, done)
+
+
+def _json_chunk(
+    path: Path, records: list[dict], rows: list[int], rejects: list, done: int
+) -> Chunk:
+    try:
+        table = pa.Table.from_pylist(records)
+    except (pa.ArrowException, TypeError, ValueError):
+        # Mixed types within one column: keep each such column as JSON text.
+        table = _from_mixed_records(records)
+    return Chunk(table, np.asarray(rows, dtype=np.int64), rejects, done)
+
+
+def _from_mixed_records(records: list[dict]) -> pa.Table:
+    names: dict[str, None] = {}
+    for r in records:
+        names.update(dict.fromkeys(r))
+    columns = {}
+    for name in names:
+        values = [r.get(name) for r in records]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError):
+            columns[name] = pa.array(
+                [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+                pa.string(),
+            )
+    return pa.table(columns)
+
+
+def _raw(line: bytes) -> str:
+    return line.decode("utf-8", errors="backslashreplace")
+
+
+class _CountingReader(io.RawIOBase):
+    def __init__(self, fh: io.BufferedReader) -> None:
+        self._fh, self.done = fh, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = self._fh.readinto(buf)
+        self.done += n
+        return n
+
+
+def _csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
+    bad: list[tuple[int, str, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        bad.append(
+            (
+                row.number or 0,
+                f"{row.actual_columns} fields, expected {row.expected_columns}",
+                row.text,
+            )
+        )
+        return "skip"
+
+    with open(path, "rb") as fh:
+        counter = _CountingReader(fh)
+        reader = pacsv.open_csv(
+            io.BufferedReader(counter, buffer_size=1 << 20),
+            read_options=pacsv.ReadOptions(
+                block_size=max(1 << 16, batch_rows * 256), use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(check_utf8=False, strings_can_be_null=True),
+        )
+        start = 1
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            rows = np.arange(start, start + table.num_rows, dtype=np.int64)
+            start += table.num_rows
+            table, rows, undecodable = drop_undecodable(table, rows)
+            yield Chunk(table, rows, [*bad, *undecodable], counter.done)
+            bad.clear()
+        if bad:
+            yield Chunk(pa.table({}), np.zeros(0, np.int64), list(bad), counter.done)
+
+
+def drop_undecodable(
+    table: pa.Table, rows: np.ndarray, columns: Sequence[str] | None = None
+) -> tuple[pa.Table, np.ndarray, list[tuple[int, str, str]]]:
+    """Remove rows whose string (or, for `columns`, binary) values are not valid UTF-8."""
+    bad = np.zeros(table.num_rows, dtype=bool)
+    reasons: dict[int, str] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        is_text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        is_bytes = pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)
+        if not (is_text or (is_bytes and columns and name in columns)):
+            continue
+        try:
+            if is_bytes:
+                col.cast(pa.string())
+            else:
+                col.validate(full=True)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowException):
+            pass
+        for i, value in enumerate(col.cast(pa.binary()).to_pylist()):
+            if value is None:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[i] = True
+                reasons.setdefault(i, f"undecodable text in column {name!r} (not UTF-8)")
+    if not bad.any():
+        return table, rows, []
+    as_bytes = table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.binary()) if pa.types.is_string(f.type) else f
+                for f in table.schema
+            ]
+        )
+    )
+    rejects = []
+    for i in np.flatnonzero(bad).tolist():
+        record = as_bytes.slice(i, 1).to_pylist()[0]
+        raw = json.dumps(
+            {k: _raw(v) if isinstance(v, bytes) else v for k, v in record.items()}, default=str
+        )
+        rejects.append((int(rows[i]), reasons[i], raw))
+    keep = pa.array(~bad)
+    return table.filter(keep), rows[~bad], rejects
+
+
+def file_size(path: Path) -> int:
+    return os.stat(path).st_size

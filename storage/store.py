@@ -1,0 +1,319 @@
+"""The store: a directory of write-once Parquet tables plus a DuckDB catalog.
+
+Layout::
+
+    STORE/
+      catalog.duckdb            runs, stages, files, sources, and a view per table
+      tables/<table>/<run>-<n>.parquet
+      .lock                     held (flock) by the one process writing a run
+
+A run stages its Parquet files under temporary names (`*.parquet.tmp`),
+renames them into place when it commits, and then registers them in one
+catalog transaction together with its `runs` and `stages` rows. Views list
+registered files only, so a run that fails or is killed leaves the store as
+it was: its temporary and unregistered files are invisible and are removed
+by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from thresher.storage import catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageCounts:
+    """Accounting of one stage: rows in = kept + dropped + rejected."""
+
+    stage: str
+    key: str = ""
+    rows_in: int = 0
+    kept: int = 0
+    dropped: int = 0
+    rejected: int = 0
+
+    def check(self) -> None:
+        assert self.rows_in == self.kept + self.dropped + self.rejected, (
+            f"stage {self.stage}/{self.key}: {self.rows_in} in != {self.kept} kept + "
+            f"{self.dropped} dropped + {self.rejected} rejected"
+        )
+
+
+class TableWriter:
+    """Streams record batches of one table into a staged Parquet file.
+
+    A batch whose schema differs from the open file's starts a new part, so a
+    source whose columns change type midway is kept whole, not coerced.
+    """
+
+    def __init__(self, run: Run, table: str, batch_id: int | None = None) -> None:
+        self._run, self.table, self.batch_id = run, table, batch_id
+        self._writer: pq.ParquetWriter | None = None
+        self._path: Path | None = None
+        self._rows = 0
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if data.num_rows == 0:
+            return
+        if self._writer is not None and not data.schema.equals(self._writer.schema):
+            self.close()
+        if self._writer is None:
+            self._path = self._run._new_tmp_path(self.table)
+            self._writer = pq.ParquetWriter(self._path, data.schema, compression="zstd")
+            self._rows = 0
+        if isinstance(data, pa.RecordBatch):
+            self._writer.write_batch(data)
+        else:
+            self._writer.write_table(data)
+        self._rows += data.num_rows
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        assert self._path is not None
+        self._run._staged.append((self.table, self._path, self._rows, self.batch_id))
+        self._writer, self._path = None, None
+
+
+@dataclass
+class Run:
+    """One run's writes, invisible until `commit()` (used through `Store.run`)."""
+
+    store: Store
+    run_id: int
+    flow: str
+    config: dict[str, Any]
+    started_at: dt.datetime
+    stages: list[StageCounts] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    _staged: list[tuple[str, Path, int, int | None]] = field(default_factory=list)
+    _writers: list[TableWriter] = field(default_factory=list)
+    _seq: int = 0
+
+    def writer(self, table: str, batch_id: int | None = None) -> TableWriter:
+        if table not in catalog.TABLES:
+            raise ValueError(f"unknown table {table!r}; tables: {', '.join(catalog.TABLES)}")
+        w = TableWriter(self, table, batch_id)
+        self._writers.append(w)
+        return w
+
+    def write_table(self, table: str, data: pa.Table, batch_id: int | None = None) -> None:
+        w = self.writer(table, batch_id)
+        w.write(data)
+        w.close()
+
+    def record(self, counts: StageCounts) -> None:
+        counts.check()
+        self.stages.append(counts)
+
+    def _new_tmp_path(self, table: str) -> Path:
+        self._seq += 1
+        folder = self.store.root / "tables" / table
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"run{self.run_id:06d}-{self._seq:05d}.parquet.tmp"
+
+    def _commit(self, status: str = "succeeded") -> None:
+        for w in self._writers:
+            w.close()
+        registered = []
+        for table, tmp, rows, batch_id in self._staged:
+            final = tmp.with_suffix("")
+            os.replace(tmp, final)
+            registered.append((table, str(final.relative_to(self.store.root)), rows, batch_id))
+        totals = [sum(getattr(s, f) for s in self.stages) for f in ("kept", "dropped", "rejected")]
+        rows_in = sum(s.rows_in for s in self.stages)
+        now = dt.datetime.now(dt.timezone.utc)
+        with self.store._write() as con:
+            con.execute("BEGIN TRANSACTION")
+            if registered:
+                con.executemany(
+                    "INSERT INTO files VALUES (?, ?, ?, ?, ?)",
+                    [(t, p, r, self.run_id, b) for t, p, r, b in registered],
+                )
+            for src in self.sources:
+                names = ", ".join(src)
+                marks = ", ".join("?" for _ in src)
+                con.execute(
+                    f"INSERT INTO sources ({names}, ingested_at) VALUES ({marks}, ?)",
+                    [*src.values(), now],
+                )
+            for s in self.stages:
+                con.execute(
+                    "INSERT INTO stages VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?)",
+                    [self.run_id, s.stage, s.key, s.rows_in, s.kept, s.dropped, s.rejected, now],
+                )
+            con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    self.run_id,
+                    self.flow,
+                    status,
+                    json.dumps(self.config, default=str),
+                    self.started_at,
+                    now,
+                    rows_in,
+                    *totals,
+                    self.message,
+                ],
+            )
+            catalog.create_views(con, self.store.root)
+            con.execute("COMMIT")
+
+    def _abort(self) -> None:
+        for w in self._writers:
+            with contextlib.suppress(Exception):
+                w.close()
+        for _, tmp, _, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+
+
+class Store:
+    """A thresher store at a local directory (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = _local_root(root)
+        self.catalog_path = self.root / catalog.CATALOG_FILE
+        if not self.catalog_path.is_file():
+            raise ValueError(
+                f"{self.root} is not a thresher store (no {catalog.CATALOG_FILE}); "
+                f"create it with: thresher init {self.root}"
+            )
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str]) -> Store:
+        """Create a store (or refresh an existing one's views, e.g. after moving it)."""
+        path = _local_root(root)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()) and not (path / catalog.CATALOG_FILE).exists():
+            raise ValueError(f"{path} is a non-empty directory without a thresher catalog")
+        (path / "tables").mkdir(parents=True, exist_ok=True)
+        with catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con:
+            catalog.create(con)
+            catalog.create_views(con, path)
+        return cls(path)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with catalog.connect(self.catalog_path, read_only=False) as con:
+            yield con
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only catalog connection whose views point at this store's current path."""
+        with catalog.connect(self.catalog_path, read_only=True) as con:
+            catalog.create_views(con, self.root, temporary=True)
+            yield con
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        with self.read() as con:
+            return con.sql(sql, params=params or None).to_arrow_table()
+
+    @contextlib.contextmanager
+    def run(self, flow: str, config: dict[str, Any] | None = None) -> Iterator[Run]:
+        """Hold the store's write lock for one run; commit on success, discard on error."""
+        lock_path = self.root / ".lock"
+        with open(lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(
+                    f"store {self.root} is being written by another thresher process"
+                ) from None
+            self._remove_orphans()
+            with self.read() as con:
+                (last,) = con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0]
+            run = Run(
+                self, int(last) + 1, flow, dict(config or {}), dt.datetime.now(dt.timezone.utc)
+            )
+            try:
+                yield run
+            except BaseException:
+                run._abort()
+                raise
+            run._commit()
+
+    def _remove_orphans(self) -> None:
+        """Delete files left by a run that died before its catalog commit."""
+        with self.read() as con:
+            known = {r[0] for r in con.execute("SELECT path FROM files").fetchall()}
+        for path in sorted((self.root / "tables").glob("*/*")):
+            rel = str(path.relative_to(self.root))
+            if rel not in known and (path.suffix in (".tmp", ".parquet")):
+                log.info("removing unregistered file %s", rel)
+                path.unlink()
+
+    def text_column(self) -> str:
+        """The one text column named at ingest (--text-column)."""
+        with self.read() as con:
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT text_column FROM sources WHERE text_column IS NOT NULL "
+                    "ORDER BY 1"
+                ).fetchall()
+            ]
+        if not names:
+            raise ValueError(f"store {self.root} has no text column: ingest with --text-column")
+        if len(names) > 1:
+            raise ValueError(f"store {self.root} has several text columns: {', '.join(names)}")
+        return names[0]
+
+    def item_files(self, column: str | None = None) -> list[Path]:
+        """Items files in ingest order, only those of batches that have `column` if given."""
+        sql = (
+            "SELECT f.path FROM files f JOIN sources s USING (batch_id) "
+            "WHERE f.table_name = 'items'"
+        )
+        params: list[Any] = []
+        if column:
+            sql += " AND ? IN (s.text_column, s.id_column, s.label_column, s.embedding_column)"
+            params.append(column)
+        with self.read() as con:
+            rows = con.execute(sql + " ORDER BY f.path", params).fetchall()
+        return [self.root / r[0] for r in rows]
+
+    def duplicate_ids(self, method: str) -> set[int]:
+        with self.read() as con:
+            rows = con.execute(
+                "SELECT item_id FROM duplicates WHERE method = ? ORDER BY item_id", [method]
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def table_files(self, table: str) -> list[Path]:
+        with self.read() as con:
+            rows = con.execute(
+                "SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]
+            ).fetchall()
+        return [self.root / r[0] for r in rows]
+
+
+def _local_root(root: str | os.PathLike[str]) -> Path:
+    text = os.fspath(root)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        if scheme != "file":
+            raise ValueError(
+                f"store {text!r}: only local paths and file:// URIs are supported so far "
+                "(object stores need the catalog on local disk; see README)"
+            )
+        text = text.split("://", 1)[1]
+    return Path(text).expanduser().absolute()

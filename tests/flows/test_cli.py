@@ -1,0 +1,147 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.storage.store import Store
+
+from tests.helpers import snapshot, write_jsonl
+
+COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "demo"]
+
+
+def thresher(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["thresher", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"thresher {' '.join(map(str, args))} -> {proc.returncode}\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def records(n: int) -> list[dict]:
+    return [{"id": i, "text": f"text {i}", "topic": "t"} for i in range(n)]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command) -> None:
+    out = thresher(command, "--help").stdout
+    assert "Usage: thresher " + command in out
+
+
+def test_ingest_then_count_with_sql(tmp_path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", records(60))
+    thresher("init", tmp_path / "s")
+    out = thresher("ingest", tmp_path / "s", tmp_path / "a.jsonl", "--text-column", "text").stdout
+    assert "60 rows kept, 0 rejected" in out
+    sql = thresher("sql", tmp_path / "s", "SELECT count(*) AS n FROM items", "--format", "csv")
+    assert sql.stdout == "n\n60\n"
+    js = thresher(
+        "sql", tmp_path / "s", "SELECT id, text FROM items ORDER BY id LIMIT 2", "--format", "json"
+    )
+    assert json.loads(js.stdout) == [{"id": 0, "text": "text 0"}, {"id": 1, "text": "text 1"}]
+    thresher(
+        "sql",
+        tmp_path / "s",
+        "SELECT * FROM items",
+        "--format",
+        "parquet",
+        "--out",
+        tmp_path / "o.parquet",
+    )
+    assert pq.read_table(tmp_path / "o.parquet").num_rows == 60
+    runs = thresher("runs", tmp_path / "s", "--format", "csv").stdout.splitlines()
+    assert runs[0].startswith("run_id,flow,status") and runs[1].startswith("1,ingest,succeeded")
+
+
+def test_truncated_parquet_is_one_line_exit_2_store_unchanged(tmp_path) -> None:
+    pq.write_table(pa.Table.from_pylist(records(500)), tmp_path / "full.parquet")
+    data = (tmp_path / "full.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) - 100])
+    thresher("init", tmp_path / "s")
+    before = snapshot(Store(tmp_path / "s"))
+    proc = thresher("ingest", tmp_path / "s", tmp_path / "cut.parquet", check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cut.parquet" in lines[0] and lines[0].startswith("thresher: error")
+    assert snapshot(Store(tmp_path / "s")) == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sql", "{s}", "INSERT INTO runs VALUES (1)"], "read-only: INSERT"),
+        (["sql", "{s}", "COPY (SELECT 1) TO '/tmp/x.csv'"], "read-only: COPY"),
+        (["sql", "{s}", "SELEC nonsense"], "SQL: Parser Error"),
+        (["sql", "{s}", "SELECT * FROM nowhere"], "nowhere"),
+        (["sql", "{s}", "SELECT 1", "--format", "parquet"], "needs --out"),
+        (["sql", "{missing}", "SELECT 1"], "not a thresher store"),
+        (["ingest", "{s}", "{missing}/x.jsonl"], "no such file"),
+        (["ingest", "{s}", "{data}", "--text-column", "body"], "no column 'body'"),
+        (["ingest", "{s}", "{data}", "--format", "xml"], "Invalid value for '--format'"),
+        (["dedup", "{s}", "--fuzzy", "0.8"], "not built yet"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message) -> None:
+    write_jsonl(tmp_path / "a.jsonl", records(3))
+    thresher("init", tmp_path / "s")
+    subs = {"s": tmp_path / "s", "missing": tmp_path / "missing", "data": tmp_path / "a.jsonl"}
+    proc = thresher(*[a.format(**subs) for a in args], check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if args[0] == "sql":
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sql_is_answered_while_a_flow_is_writing(tmp_path) -> None:
+    thresher("init", tmp_path / "s")
+    for i in range(12):
+        write_jsonl(tmp_path / f"f{i}.jsonl", [{"text": f"file {i} row {j}"} for j in range(50)])
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+        from thresher.storage.store import Store
+        from thresher.storage.ingest import ingest, IngestConfig
+        for i in range(12):
+            ingest(Store({str(tmp_path / "s")!r}), [{str(tmp_path)!r} + f'/f{{i}}.jsonl'],
+                   IngestConfig(text_column='text'))
+    """),
+        ]
+    )
+    counts = []
+    try:
+        while writer.poll() is None:
+            out = thresher("sql", tmp_path / "s", "SELECT count(*) FROM items", "--format", "csv")
+            counts.append(int(out.stdout.splitlines()[1]))
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0
+    assert counts and counts == sorted(counts) and all(c % 50 == 0 for c in counts)
+    assert (
+        thresher("sql", tmp_path / "s", "SELECT count(*) FROM items", "--format", "csv").stdout
+        == "count_star()\n600\n"
+    )
+
+
+def test_demo_runs_end_to_end(tmp_path) -> None:
+    out = thresher("demo", "--store", tmp_path / "demo").stdout
+    assert "ingest: 3000 items kept, 4 rows rejected" in out
+    s = Store(tmp_path / "demo" / "store")
+    dups = s.query("SELECT count(*) AS n FROM duplicates").column("n")[0].as_py()
+    assert f"dedup: {dups} exact duplicates of 3000 items" in out and dups > 0
+    thresher("dedup", s.root)  # a second pass finds nothing new
+    assert s.query("SELECT count(*) AS n FROM duplicates").column("n")[0].as_py() == dups
