@@ -29,15 +29,36 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 WORDS = np.array(
-    "data curation prune select dedup score cluster vector text model train batch shard store "
-    "query index label sample weight token".split()
+    [
+        "data",
+        "curation",
+        "prune",
+        "select",
+        "dedup",
+        "score",
+        "cluster",
+        "vector",
+        "text",
+        "model",
+        "train",
+        "batch",
+        "shard",
+        "store",
+        "query",
+        "index",
+        "label",
+        "sample",
+        "weight",
+        "token",
+    ]
 )
 
 
 def make_source(path: Path, rows: int, dim: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    schema = pa.schema([("id", pa.int64()), ("text", pa.string()),
-                        ("emb", pa.list_(pa.float32(), dim))])
+    schema = pa.schema(
+        [("id", pa.int64()), ("text", pa.string()), ("emb", pa.list_(pa.float32(), dim))]
+    )
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for start in range(0, rows, 100_000):
             n = min(100_000, rows - start)
@@ -45,8 +66,11 @@ def make_source(path: Path, rows: int, dim: int, seed: int = 0) -> None:
             text = [" ".join(w) for w in words]
             vec = rng.standard_normal((n, dim), dtype=np.float32)
             emb = pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), dim)
-            writer.write_table(pa.table({"id": np.arange(start, start + n), "text": text,
-                                         "emb": emb}, schema=schema))
+            writer.write_table(
+                pa.table(
+                    {"id": np.arange(start, start + n), "text": text, "emb": emb}, schema=schema
+                )
+            )
 
 
 def child_baseline(src: str, out: str) -> None:
@@ -62,13 +86,30 @@ def child_thresher(src: str, store: str) -> None:
     from thresher.flows.cli import cli
 
     cli.main(["init", store], standalone_mode=False)
-    cli.main(["ingest", store, src, "--id-column", "id", "--text-column", "text",
-              "--embedding-column", "emb", "--quiet"], standalone_mode=False)
+    cli.main(
+        [
+            "ingest",
+            store,
+            src,
+            "--id-column",
+            "id",
+            "--text-column",
+            "text",
+            "--embedding-column",
+            "emb",
+            "--quiet",
+        ],
+        standalone_mode=False,
+    )
 
 
 def run_child(which: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", which, *args],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", which, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -103,18 +144,26 @@ def main() -> None:
 
     base = run_child("baseline", str(src), str(work / "copy.parquet"))
     ours = run_child("thresher", str(src), str(work / "store"))
-    print(f"\ningest benchmark: {args.rows:,} rows (int64 id, text, {args.dim}-float embedding), "
-          f"source {size_gib:.2f} GiB Parquet\n")
-    print(f"| {'method':<34} | {'seconds':>8} | {'rows/s':>10} | {'time ratio':>10} | "
-          f"{'peak RSS GiB':>12} |")
+    print(
+        f"\ningest benchmark: {args.rows:,} rows (int64 id, text, {args.dim}-float embedding), "
+        f"source {size_gib:.2f} GiB Parquet\n"
+    )
+    print(
+        f"| {'method':<34} | {'seconds':>8} | {'rows/s':>10} | {'time ratio':>10} | "
+        f"{'peak RSS GiB':>12} |"
+    )
     print(f"|{'-' * 36}|{'-' * 10}|{'-' * 12}|{'-' * 12}|{'-' * 14}|")
     for name, r in [("pyarrow dataset -> Parquet (zstd)", base), ("thresher ingest", ours)]:
-        print(f"| {name:<34} | {r['seconds']:>8.2f} | {args.rows / r['seconds']:>10,.0f} | "
-              f"{r['seconds'] / base['seconds']:>10.2f} | {r['rss_gib']:>12.2f} |")
+        print(
+            f"| {name:<34} | {r['seconds']:>8.2f} | {args.rows / r['seconds']:>10,.0f} | "
+            f"{r['seconds'] / base['seconds']:>10.2f} | {r['rss_gib']:>12.2f} |"
+        )
     ratio = ours["seconds"] / base["seconds"]
-    print(f"\ntargets: time ratio <= 2.0 -> {ratio:.2f} ({'met' if ratio <= 2 else 'MISSED'}); "
-          f"peak RSS < 1.5 GiB -> {ours['rss_gib']:.2f} "
-          f"({'met' if ours['rss_gib'] < 1.5 else 'MISSED'})")
+    print(
+        f"\ntargets: time ratio <= 2.0 -> {ratio:.2f} ({'met' if ratio <= 2 else 'MISSED'}); "
+        f"peak RSS < 1.5 GiB -> {ours['rss_gib']:.2f} "
+        f"({'met' if ours['rss_gib'] < 1.5 else 'MISSED'})"
+    )
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

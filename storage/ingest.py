@@ -136,7 +136,7 @@ def _id_keys(column: pa.ChunkedArray) -> np.ndarray:
 class _Validator:
     """Row checks for one ingest; remembers the embedding width and ids seen so far."""
 
-    def __init__(self, cfg: IngestConfig, embedding_dim: int | None, seen_ids: set[int]) -> None:
+    def __init__(self, cfg: IngestConfig, embedding_dim: int | None, seen_ids: np.ndarray) -> None:
         self.cfg, self.embedding_dim, self.seen_ids = cfg, embedding_dim, seen_ids
 
     def check_columns(self, path: Path, table: pa.Table) -> None:
@@ -202,13 +202,23 @@ class _Validator:
         nonfinite[np.flatnonzero(ok)[~finite]] = True
         mark(nonfinite, f"NaN or infinite value in embedding column {name!r}")
 
-    def duplicate_ids(self, ids: np.ndarray) -> np.ndarray:
+    def duplicate_ids(self, ids: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Mark candidate ids seen before (in the store, earlier rows or this batch)."""
         dup = np.zeros(len(ids), dtype=bool)
-        for i, v in enumerate(ids.tolist()):
-            if v in self.seen_ids:
-                dup[i] = True
-            else:
-                self.seen_ids.add(v)
+        idx = np.flatnonzero(candidates)
+        values = ids[idx]
+        pos = np.searchsorted(self.seen_ids, values)
+        known = (
+            (pos < len(self.seen_ids))
+            & (self.seen_ids[np.minimum(pos, max(len(self.seen_ids) - 1, 0))] == values)
+            if len(self.seen_ids)
+            else np.zeros(len(values), dtype=bool)
+        )
+        _, first = np.unique(values, return_index=True)
+        repeated = np.ones(len(values), dtype=bool)
+        repeated[first] = False
+        dup[idx[known | repeated]] = True
+        self.seen_ids = np.union1d(self.seen_ids, values)
         return dup
 
 
@@ -287,7 +297,9 @@ def _offset(
     return update
 
 
-def _store_state(store: Store, cfg: IngestConfig) -> tuple[dict[str, int], int, int | None, set]:
+def _store_state(
+    store: Store, cfg: IngestConfig
+) -> tuple[dict[str, int], int, int | None, np.ndarray]:
     with store.read() as con:
         known = dict(con.execute("SELECT fingerprint, batch_id FROM sources").fetchall())
         (next_batch,) = con.execute(
@@ -301,9 +313,10 @@ def _store_state(store: Store, cfg: IngestConfig) -> tuple[dict[str, int], int, 
             if cfg.embedding_column
             else []
         )
-        seen: set[int] = set()
+        seen = np.zeros(0, np.int64)
         if cfg.id_column:
-            seen = {r[0] for r in con.execute("SELECT item_id FROM items").fetchall()}
+            seen = con.sql("SELECT item_id FROM items ORDER BY item_id").to_arrow_table()
+            seen = seen.column(0).to_numpy()
     return known, int(next_batch), (dims[0][0] if dims else None), seen
 
 
@@ -357,7 +370,7 @@ def _process_chunk(
     bad, reasons = validator.bad_rows(table)
     keys = _id_keys(table.column(cfg.id_column)) if cfg.id_column else rows.astype(np.uint64)
     ids = item_ids(0 if cfg.id_column else salt, keys)
-    dup = validator.duplicate_ids(np.where(bad, 0, ids)) & ~bad if cfg.id_column else None
+    dup = validator.duplicate_ids(ids, ~bad) if cfg.id_column else None
     if dup is not None and dup.any():
         for i in np.flatnonzero(dup):
             reasons[i] = f"duplicate id {table.column(cfg.id_column)[int(i)].as_py()!r}"

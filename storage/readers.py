@@ -77,7 +77,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _parquet(path: Path, batch_rows: int) -> Iterator[Chunk]:
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     total_rows = max(pf.metadata.num_rows, 1)
     size = path.stat().st_size
     start = 1
