@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +17,8 @@ from thresher.storage.store import Store
 from tests.helpers import snapshot, write_jsonl
 
 COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "demo"]
+# The console script of the environment running the tests (CI does not activate the venv).
+THRESHER = str(Path(sys.executable).with_name("thresher"))
 
 
 def thresher(*args: str, check: bool = True) -> subprocess.CompletedProcess:
