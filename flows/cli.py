@@ -226,6 +226,144 @@ def dedup(
     )
 
 
+def _int_list(value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--model",
+    default="minilm",
+    show_default=True,
+    help="'minilm' (built in, offline) or a local sentence-transformers directory.",
+)
+@click.option(
+    "--dims",
+    default=None,
+    metavar="M1,M2,...",
+    help="Matryoshka prefix widths [default: 32,64,128,... up to the full width].",
+)
+@click.option(
+    "--rotation",
+    type=click.Choice(["pca", "adaptor", "identity"]),
+    default="pca",
+    show_default=True,
+    help="How prefixes become meaningful (identity: Matryoshka-trained models).",
+)
+@click.option(
+    "--index",
+    "kind",
+    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    default="auto",
+    show_default=True,
+    help="Shortlist index kind.",
+)
+@click.option(
+    "--codes",
+    type=click.Choice(["none", "sq8", "pq"]),
+    default="none",
+    show_default=True,
+    help="Compressed codes for the shortlist index.",
+)
+@click.option(
+    "--max-seq-length",
+    type=click.IntRange(min=8),
+    default=128,
+    show_default=True,
+    help="Tokens per text; longer texts are cut.",
+)
+@click.option("--int8", is_flag=True, help="Dynamic int8 quantization (CPU; faster).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--refit", is_flag=True, help="Refit the rotation and rebuild the index.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def embed(
+    store: str,
+    model: str,
+    dims: str | None,
+    rotation: str,
+    kind: str,
+    codes: str,
+    max_seq_length: int,
+    int8: bool,
+    batch_size: int,
+    refit: bool,
+    quiet: bool,
+) -> None:
+    """Embed STORE's items that have no vector for MODEL yet, and index them.
+
+    Runs as Ray actors (one model load each; one GPU each when CUDA is there).
+    """
+    from thresher.flows.embed import IndexConfig
+    from thresher.flows.embed import embed as run_embed
+    from thresher.scoring.embedders import EmbedderConfig
+
+    s = _open_store(store)
+    cfg = EmbedderConfig(
+        model=model, max_seq_length=max_seq_length, int8=int8, batch_size=batch_size
+    )
+    with progress(f"embed ({cfg.name})", quiet) as update:
+        report = run_embed(
+            s, cfg, IndexConfig(_int_list(dims), rotation, kind, codes, refit), on_progress=update
+        )
+    info = report.index
+    click.echo(
+        summary_table(
+            [
+                {
+                    "model": report.model,
+                    "embedded": report.embedded,
+                    "already there": report.already,
+                    "index version": info.version if info else None,
+                    "indexed": info.n_items if info else 0,
+                    "prefix dims": ",".join(map(str, info.dims)) if info else "",
+                    "rotation": info.rotation if info else "",
+                }
+            ]
+        ),
+        nl=False,
+    )
+
+
+@cli.command()
+@click.argument("store")
+@click.option("--text", help="Find items similar to this text.")
+@click.option("--like", type=int, metavar="ITEM_ID", help="Find items similar to this item.")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--model", default=None, help="Which model's vectors [default: the only one].")
+@click.option(
+    "--shortlist",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Candidates taken from the shortest prefix before reranking.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS[:3]), default="table", show_default=True
+)
+def search(
+    store: str,
+    text: str | None,
+    like: int | None,
+    k: int,
+    model: str | None,
+    shortlist: int,
+    fmt: str,
+) -> None:
+    """Nearest items to --text or --like ITEM_ID, by funnel search over Matryoshka prefixes."""
+    from thresher.flows.embed import search as run_search
+
+    result = run_search(
+        _open_store(store), text=text, like=like, k=k, model=model, shortlist=shortlist
+    )
+    write_result(result, fmt, None, max_rows=k)
+
+
 @cli.command()
 @click.option(
     "--store",

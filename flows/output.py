@@ -29,6 +29,8 @@ def _cell(value: Any) -> Any:
 def _text(value: Any, width: int = 0) -> str:
     if value is None:
         return ""
+    if isinstance(value, float) and width:
+        return f"{value:.4g}"
     text = json.dumps(value, default=str) if isinstance(value, list | dict) else str(value)
     if width and len(text) > width:
         text = text[: width - 1] + "…"

@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS files (
     table_name VARCHAR, path VARCHAR PRIMARY KEY, rows BIGINT, run_id BIGINT, batch_id BIGINT
 );
+CREATE TABLE IF NOT EXISTS models (
+    model VARCHAR PRIMARY KEY, encoder JSON, dim INTEGER, run_id BIGINT
+);
+CREATE TABLE IF NOT EXISTS indexes (
+    model VARCHAR, version INTEGER, rotation VARCHAR, rotation_file VARCHAR, dims VARCHAR,
+    parts VARCHAR, shortlist_file VARCHAR, kind VARCHAR, codes VARCHAR, n_items BIGINT,
+    run_id BIGINT, created_at TIMESTAMPTZ, PRIMARY KEY (model, version)
+);
 CREATE TABLE IF NOT EXISTS sources (
     fingerprint VARCHAR PRIMARY KEY, path VARCHAR, format VARCHAR, batch_id BIGINT,
     run_id BIGINT, rows_in BIGINT, rows_kept BIGINT, rows_rejected BIGINT,

@@ -51,7 +51,7 @@ def ensure_ray() -> None:
         address=address,
         include_dashboard=False,
         logging_level=logging.WARNING,
-        log_to_driver=True,
+        log_to_driver=False,
         configure_logging=False,
     )
 

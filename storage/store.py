@@ -104,7 +104,9 @@ class Run:
     stages: list[StageCounts] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    catalog_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _staged: list[tuple[str, Path, int, int | None]] = field(default_factory=list)
+    _staged_paths: list[Path] = field(default_factory=list)
     _writers: list[TableWriter] = field(default_factory=list)
     _seq: int = 0
 
@@ -119,6 +121,14 @@ class Run:
         w = self.writer(table, batch_id)
         w.write(data)
         w.close()
+
+    def stage_path(self, relative: str) -> Path:
+        """A temporary path to write a store file (not a table) to; renamed on commit."""
+        final = self.store.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(final.name + ".tmp")
+        self._staged_paths.append(tmp)
+        return tmp
 
     def record(self, counts: StageCounts) -> None:
         counts.check()
@@ -138,6 +148,8 @@ class Run:
             final = tmp.with_suffix("")
             os.replace(tmp, final)
             registered.append((table, str(final.relative_to(self.store.root)), rows, batch_id))
+        for tmp in self._staged_paths:
+            os.replace(tmp, tmp.with_suffix(""))
         totals = [sum(getattr(s, f) for s in self.stages) for f in ("kept", "dropped", "rejected")]
         rows_in = sum(s.rows_in for s in self.stages)
         now = dt.datetime.now(dt.timezone.utc)
@@ -154,6 +166,11 @@ class Run:
                 con.execute(
                     f"INSERT INTO sources ({names}, ingested_at) VALUES ({marks}, ?)",
                     [*src.values(), now],
+                )
+            for table, row in self.catalog_rows:
+                marks = ", ".join("?" for _ in row)
+                con.execute(
+                    f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values())
                 )
             for s in self.stages:
                 con.execute(
@@ -182,6 +199,8 @@ class Run:
             with contextlib.suppress(Exception):
                 w.close()
         for _, tmp, _, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        for tmp in self._staged_paths:
             tmp.unlink(missing_ok=True)
 
 
@@ -214,6 +233,7 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with catalog.connect(self.catalog_path, read_only=False) as con:
+            catalog.create(con)  # stores made by an older thresher gain new catalog tables
             yield con
 
     @contextlib.contextmanager
@@ -290,6 +310,22 @@ class Store:
         with self.read() as con:
             rows = con.execute(sql + " ORDER BY f.path", params).fetchall()
         return [self.root / r[0] for r in rows]
+
+    def items_without_embedding(self, model: str, text_column: str) -> pa.Table:
+        """(item_id, text) of items with no vector for `model` yet, in item_id order."""
+        with self.read() as con:
+            return con.sql(
+                f'SELECT i.item_id, i."{text_column}" FROM items i ANTI JOIN '
+                "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) "
+                "ORDER BY i.item_id",
+                params={"m": model},
+            ).to_arrow_table()
+
+    def encoder(self, model: str) -> dict[str, Any] | None:
+        """The encoder settings a model's vectors were made with; None for ingested vectors."""
+        with self.read() as con:
+            rows = con.execute("SELECT encoder FROM models WHERE model = ?", [model]).fetchall()
+        return json.loads(rows[0][0]) if rows else None
 
     def duplicate_ids(self, method: str) -> set[int]:
         with self.read() as con:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from thresher.storage.store import Store
 
 
@@ -32,3 +34,12 @@ def snapshot(store: Store) -> tuple:
         )
     )
     return tables, files
+
+
+def clustered(n: int, d: int, seed: int = 0, centres: int = 20) -> np.ndarray:
+    """Unit vectors around a few centres: the low-rank structure of real embeddings."""
+    from thresher.scoring.matryoshka import normalize
+
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, d)) * 3
+    return normalize(c[rng.integers(0, centres, n)] + rng.standard_normal((n, d)))

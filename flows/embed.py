@@ -1,0 +1,223 @@
+"""Wiring of `thresher embed` and `thresher search`: store -> Ray actors -> store -> FAISS."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.scoring.embedders import EmbedderConfig, EmbedStage, TextEmbedder
+from thresher.scoring.funnel import funnel_search
+from thresher.scoring.matryoshka import check_dims, fit_rotation, normalize, prefix
+from thresher.storage import vectors as vstore
+from thresher.storage.index import add, build_index
+from thresher.storage.ray_adapter import run_stage
+from thresher.storage.store import StageCounts, Store
+
+ROTATION_SAMPLE = 50_000
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    dims: tuple[int, ...] | None = None  # None: 32, 64, 128, ... below d, then d
+    rotation: str = "pca"
+    kind: str = "auto"
+    codes: str = "none"
+    refit: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    model: str
+    embedded: int
+    already: int
+    index: vstore.IndexInfo | None
+
+
+def default_dims(d: int) -> list[int]:
+    dims, m = [], 32
+    while m < d:
+        dims.append(m)
+        m *= 2
+    return [*dims, d]
+
+
+def embed(
+    store: Store,
+    config: EmbedderConfig,
+    index: IndexConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EmbedReport:
+    """Embed every item that has no vector for this model yet, then update its index."""
+    text = store.text_column()
+    todo = store.items_without_embedding(config.name, text)
+    total = store.query("SELECT count(*) AS n FROM items").column("n")[0].as_py()
+    if todo.num_rows:
+        with store.run("embed", {"encoder": dataclasses.asdict(config)}) as run:
+            # embed: one model load per Ray actor, batches in item_id order
+            writer = run.writer("embeddings")
+            dim = 0
+            for out in run_stage(
+                EmbedStage(config, text),
+                todo,
+                batch_rows=config.batch_size * 8,
+                on_progress=on_progress,
+            ):
+                writer.write(out)
+                dim = out.schema.field("vector").type.list_size
+            writer.close()
+            if store.encoder(config.name) is None:
+                run.catalog_rows.append(
+                    (
+                        "models",
+                        {
+                            "model": config.name,
+                            "encoder": json.dumps(dataclasses.asdict(config)),
+                            "dim": dim,
+                            "run_id": run.run_id,
+                        },
+                    )
+                )
+            run.record(StageCounts("embed", config.name, todo.num_rows, todo.num_rows, 0, 0))
+            run.message = f"{todo.num_rows} items embedded with {config.name}"
+    info = update_index(store, config.name, index or IndexConfig())
+    return EmbedReport(config.name, todo.num_rows, total - todo.num_rows, info)
+
+
+def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo:
+    """Bring a model's index up to date: add new vectors, or refit and rebuild."""
+    previous = vstore.latest_index(store, model)
+    rebuild = (
+        previous is None
+        or cfg.refit
+        or previous.rotation != cfg.rotation
+        or (cfg.dims is not None and previous.dims != check_dims(cfg.dims, previous.dims[-1]))
+        or (cfg.kind, cfg.codes) != (previous.kind, previous.codes)
+    )
+    if not rebuild:
+        assert previous is not None
+        loaded = vstore.load(store, previous)
+        parts = list(vstore.iter_embeddings(store, model, skip_ids=loaded.ids))
+        if not parts:
+            return previous
+        ids = np.concatenate([p[0] for p in parts])
+        rotated = normalize(np.concatenate([p[1] for p in parts])) @ loaded.rotation
+        add(
+            loaded.shortlist,
+            prefix(rotated, previous.dims[0]),
+            np.arange(len(loaded.ids), len(loaded.ids) + len(ids)),
+        )
+        with store.run("index", {"model": model, "mode": "add"}) as run:
+            info = vstore.write_version(
+                run,
+                model,
+                previous,
+                rotation_kind=previous.rotation,
+                rotation=None,
+                dims=previous.dims,
+                new_ids=ids,
+                new_vectors=rotated,
+                shortlist=loaded.shortlist,
+                kind=previous.kind,
+                codes=previous.codes,
+            )
+            run.record(StageCounts("index", model, len(ids), len(ids), 0, 0))
+        return info
+
+    parts = list(vstore.iter_embeddings(store, model))
+    ids = np.concatenate([p[0] for p in parts])
+    unit = normalize(np.concatenate([p[1] for p in parts]))
+    dims = check_dims(cfg.dims or default_dims(unit.shape[1]), unit.shape[1])
+    rng = np.random.default_rng(cfg.seed)
+    sample = unit[np.sort(rng.choice(len(unit), min(len(unit), ROTATION_SAMPLE), replace=False))]
+    rotation = fit_rotation(sample, cfg.rotation, dims)
+    rotated = unit @ rotation
+    shortlist = build_index(
+        prefix(rotated, dims[0]), np.arange(len(ids)), cfg.kind, cfg.codes, seed=cfg.seed
+    )
+    with store.run("index", {"model": model, "mode": "build", **dataclasses.asdict(cfg)}) as run:
+        info = vstore.write_version(
+            run,
+            model,
+            previous,
+            rotation_kind=cfg.rotation,
+            rotation=rotation,
+            dims=dims,
+            new_ids=ids,
+            new_vectors=rotated,
+            shortlist=shortlist,
+            kind=cfg.kind,
+            codes=cfg.codes,
+        )
+        run.record(StageCounts("index", model, len(ids), len(ids), 0, 0))
+    return info
+
+
+def search(
+    store: Store,
+    *,
+    text: str | None = None,
+    like: int | None = None,
+    k: int = 10,
+    model: str | None = None,
+    shortlist: int = 200,
+) -> pa.Table:
+    """The k nearest items to a text or to an item: rank, item_id, similarity, text."""
+    if (text is None) == (like is None):
+        raise ValueError("give exactly one of --text or --like")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    model = vstore.pick_model(store, model)
+    info = vstore.latest_index(store, model) or update_index(store, model, IndexConfig())
+    loaded = vstore.load(store, info)
+    if like is not None:
+        where = np.flatnonzero(loaded.ids == like)
+        if not len(where):
+            raise ValueError(f"item {like} has no {model!r} embedding (or no such item)")
+        query = loaded.vectors[where[:1]]
+    else:
+        query = _encode_query(store, model, text or "") @ loaded.rotation
+    scores, pos = funnel_search(
+        query, loaded.vectors, loaded.shortlist, info.dims, k + (like is not None), shortlist
+    )
+    keep = [
+        (s, loaded.ids[p])
+        for s, p in zip(scores[0], pos[0], strict=True)
+        if p >= 0 and loaded.ids[p] != like
+    ][:k]
+    return _with_text(store, keep)
+
+
+def _encode_query(store: Store, model: str, text: str) -> np.ndarray:
+    if not text.strip():
+        raise ValueError("--text is empty")
+    encoder = store.encoder(model)
+    if encoder is None:
+        raise ValueError(
+            f"model {model!r} holds ingested vectors, with no encoder for a "
+            "text query; search it with --like ITEM_ID"
+        )
+    return TextEmbedder(EmbedderConfig(**encoder)).encode([text])
+
+
+def _with_text(store: Store, hits: Sequence[tuple[float, int]]) -> pa.Table:
+    ids = np.array([h[1] for h in hits], dtype=np.int64)
+    try:
+        text_column: str | None = store.text_column()
+    except ValueError:
+        text_column = None
+    found = vstore.texts_for(store, ids, text_column).to_pylist()
+    by_id = {r["item_id"]: r.get("text") for r in found}
+    return pa.table(
+        {
+            "rank": pa.array(range(1, len(hits) + 1), pa.int32()),
+            "item_id": pa.array(ids, pa.int64()),
+            "similarity": pa.array([float(h[0]) for h in hits], pa.float32()),
+            "text": pa.array([by_id.get(int(i)) for i in ids], pa.string()),
+        }
+    )

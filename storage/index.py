@@ -1,0 +1,149 @@
+"""FAISS indexes over unit vectors (inner product = cosine): build, add, save, load.
+
+Kinds: ``flat`` (exact; the default up to 200k vectors), ``ivf`` (inverted
+lists, nlist ~ 4 sqrt(n), probing 1/8 of the lists), ``hnsw`` (graph, M=32).
+Codes: ``none`` (float32), ``sq8`` (8-bit scalar quantizer) or ``pq``
+(product quantizer, 8 bits per sub-vector; IVF only). Ids are the store's
+int64 `item_id`s (an `IndexIDMap2` around flat and HNSW indexes). GPU copies
+are made when faiss-gpu is installed and a GPU is visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IndexKind = Literal["auto", "flat", "ivf", "hnsw"]
+Codes = Literal["none", "sq8", "pq"]
+KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw")
+CODES: tuple[str, ...] = ("none", "sq8", "pq")
+FLAT_MAX = 200_000
+
+
+def _check(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if vectors.ndim != 2 or len(vectors) != len(ids):
+        raise ValueError(f"vectors {vectors.shape} and ids {ids.shape} do not match")
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or inf")
+    return vectors, ids
+
+
+def build_index(
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    kind: IndexKind = "auto",
+    codes: Codes = "none",
+    *,
+    seed: int = 0,
+) -> faiss.Index:
+    """An index over (n, d) unit vectors with the given int64 ids."""
+    if kind not in KINDS or codes not in CODES:
+        raise ValueError(
+            f"index kind {kind!r} / codes {codes!r}: allowed kinds "
+            f"{', '.join(KINDS)}; codes {', '.join(CODES)}"
+        )
+    vectors, ids = _check(vectors, ids)
+    n, d = vectors.shape
+    if kind == "auto":
+        kind = "flat" if n <= FLAT_MAX else "hnsw"
+    ip = faiss.METRIC_INNER_PRODUCT
+    index: Any
+    inner: Any
+    if kind == "ivf":
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        quantizer = faiss.IndexFlatIP(d)
+        if codes == "pq":
+            m = next(m for m in (d // 4, d // 2, d, 1) if m and d % m == 0)
+            index = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, ip)
+        elif codes == "sq8":
+            index = faiss.IndexIVFScalarQuantizer(
+                quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, ip
+            )
+        else:
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, ip)
+        index.cp.seed = seed
+        index.train(vectors)
+        index.nprobe = max(1, nlist // 8)
+        index.add_with_ids(vectors, ids)
+        return index
+    if codes == "pq":
+        raise ValueError("pq codes need --index ivf")
+    if kind == "hnsw":
+        inner = (
+            faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, 32, ip)  # type: ignore[arg-type]  # stub is wrong
+            if codes == "sq8"
+            else faiss.IndexHNSWFlat(d, 32, ip)
+        )
+        inner.hnsw.efSearch = 128
+        if codes == "sq8":
+            inner.train(vectors)
+    else:
+        inner = (
+            faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
+            if codes == "sq8"
+            else faiss.IndexFlatIP(d)
+        )
+        if codes == "sq8":
+            inner.train(vectors)
+    index = faiss.IndexIDMap2(inner)
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add vectors to an existing index (incremental update)."""
+    vectors, ids = _check(vectors, ids)
+    if vectors.shape[1] != index.d:
+        raise ValueError(f"vectors have {vectors.shape[1]} dimensions, the index {index.d}")
+    index.add_with_ids(vectors, ids)
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids), each (nq, k); missing results have id -1."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[1] != index.d:
+        raise ValueError(
+            f"query vectors have shape {queries.shape}; the index expects (n, {index.d})"
+        )
+    if not np.isfinite(queries).all():
+        raise ValueError("query vector contains NaN or inf")
+    return index.search(queries, k)
+
+
+def save_index(index: faiss.Index, path: Path) -> None:
+    """Write atomically: a temporary name, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    faiss.write_index(to_cpu(index), str(tmp))
+    os.replace(tmp, path)
+
+
+def load_index(path: Path, gpu: bool = False) -> faiss.Index:
+    if not path.is_file():
+        raise ValueError(f"index file {path} is missing")
+    index = faiss.read_index(str(path))
+    return to_gpu(index) if gpu else index
+
+
+def gpu_available() -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def to_gpu(index: faiss.Index) -> faiss.Index:
+    if not gpu_available():
+        return index
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+
+
+def to_cpu(index: faiss.Index) -> faiss.Index:
+    return faiss.index_gpu_to_cpu(index) if "Gpu" in type(index).__name__ else index

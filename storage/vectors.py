@@ -1,0 +1,219 @@
+"""Vector indexes kept in the store: rotation, rotated vectors, and a shortlist index.
+
+One version of a model's index is a row of the catalog table `indexes`
+pointing at files under `STORE/indexes/<model>/`:
+
+- ``rotation-r<run>.npy``: the (d, d) orthogonal rotation (see scoring.matryoshka);
+- ``part-r<run>.vectors.npy`` / ``.ids.npy``: rotated unit vectors and their
+  item_ids, one part per run that added vectors (parts are shared between
+  versions: an incremental add writes only its own part);
+- ``shortlist-r<run>.faiss``: the FAISS index over the first `dims[0]`
+  dimensions, whose ids are positions in the concatenated parts.
+
+The `embeddings` table keeps each model's own (unrotated) vectors, so a
+rotation can be refit without embedding anything again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from thresher.storage.index import load_index, save_index
+from thresher.storage.store import Run, Store
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    model: str
+    version: int
+    rotation: str
+    rotation_file: str
+    dims: list[int]
+    parts: list[str]
+    shortlist_file: str
+    kind: str
+    codes: str
+    n_items: int
+
+
+@dataclass
+class LoadedIndex:
+    info: IndexInfo
+    rotation: np.ndarray  # (d, d)
+    vectors: np.ndarray  # (n, d) rotated, unit
+    ids: np.ndarray  # (n,) item_id
+    shortlist: faiss.Index
+
+
+def embedding_models(store: Store) -> dict[str, int]:
+    """Models with vectors in the store and how many items each has."""
+    rows = store.query(
+        "SELECT model, count(*) AS n FROM embeddings GROUP BY model ORDER BY model"
+    ).to_pylist()
+    return {r["model"]: r["n"] for r in rows}
+
+
+def pick_model(store: Store, model: str | None) -> str:
+    models = embedding_models(store)
+    if not models:
+        raise ValueError(
+            f"store {store.root} has no embeddings: run `thresher embed` first, "
+            "or ingest vectors with --embedding-column"
+        )
+    if model is None:
+        if len(models) > 1:
+            raise ValueError(
+                f"store has embeddings of several models ({', '.join(models)}); "
+                "choose one with --model"
+            )
+        return next(iter(models))
+    if model not in models:
+        raise ValueError(f"no embeddings for model {model!r}; models: {', '.join(models)}")
+    return model
+
+
+def iter_embeddings(
+    store: Store, model: str, skip_ids: np.ndarray | None = None, batch_rows: int = 65_536
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of a model in item_id order, in batches, minus `skip_ids`."""
+    from thresher.scoring.embedders import arrow_to_vectors
+
+    with store.read() as con:
+        reader = con.sql(
+            "SELECT item_id, vector FROM embeddings WHERE model = $m ORDER BY item_id",
+            params={"m": model},
+        ).to_arrow_reader(batch_rows)
+        for batch in reader:
+            ids = batch.column(0).to_numpy()
+            vectors = arrow_to_vectors(batch.column(1))
+            if skip_ids is not None and len(skip_ids):
+                keep = ~np.isin(ids, skip_ids)
+                ids, vectors = ids[keep], vectors[keep]
+            if len(ids):
+                yield ids, vectors
+
+
+def latest_index(store: Store, model: str) -> IndexInfo | None:
+    rows = store.query(
+        "SELECT * FROM indexes WHERE model = ? ORDER BY version DESC LIMIT 1", [model]
+    ).to_pylist()
+    if not rows:
+        return None
+    r = rows[0]
+    return IndexInfo(
+        r["model"],
+        r["version"],
+        r["rotation"],
+        r["rotation_file"],
+        json.loads(r["dims"]),
+        json.loads(r["parts"]),
+        r["shortlist_file"],
+        r["kind"],
+        r["codes"],
+        r["n_items"],
+    )
+
+
+def load(store: Store, info: IndexInfo) -> LoadedIndex:
+    root = store.root
+    vectors = [np.load(root / f"{p}.vectors.npy") for p in info.parts]
+    ids = [np.load(root / f"{p}.ids.npy") for p in info.parts]
+    return LoadedIndex(
+        info,
+        np.load(root / info.rotation_file),
+        np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
+        np.concatenate(ids) if ids else np.zeros(0, np.int64),
+        load_index(root / info.shortlist_file),
+    )
+
+
+def _save_npy(run: Run, relative: str, array: np.ndarray) -> None:
+    with open(run.stage_path(relative), "wb") as fh:
+        np.save(fh, array)
+
+
+def write_version(
+    run: Run,
+    model: str,
+    previous: IndexInfo | None,
+    *,
+    rotation_kind: str,
+    rotation: np.ndarray | None,
+    dims: list[int],
+    new_ids: np.ndarray,
+    new_vectors: np.ndarray,
+    shortlist: faiss.Index,
+    kind: str,
+    codes: str,
+) -> IndexInfo:
+    """Stage a new index version: a new part, maybe a new rotation, a new shortlist index."""
+    folder = f"indexes/{_safe(model)}"
+    tag = f"r{run.run_id:06d}"
+    if rotation is not None:
+        rotation_file = f"{folder}/rotation-{tag}.npy"
+        _save_npy(run, rotation_file, rotation)
+        parts: list[str] = []
+    else:
+        assert previous is not None, "an incremental add needs a previous version"
+        rotation_file, parts = previous.rotation_file, list(previous.parts)
+    if len(new_ids):
+        part = f"{folder}/part-{tag}"
+        _save_npy(run, f"{part}.vectors.npy", new_vectors.astype(np.float32))
+        _save_npy(run, f"{part}.ids.npy", new_ids.astype(np.int64))
+        parts.append(part)
+    shortlist_file = f"{folder}/shortlist-{tag}.faiss"
+    tmp = run.stage_path(shortlist_file)
+    save_index(shortlist, tmp)
+    n_items = (0 if rotation is not None or previous is None else previous.n_items) + len(new_ids)
+    info = IndexInfo(
+        model,
+        (previous.version + 1) if previous else 1,
+        rotation_kind,
+        rotation_file,
+        dims,
+        parts,
+        shortlist_file,
+        kind,
+        codes,
+        n_items,
+    )
+    run.catalog_rows.append(
+        (
+            "indexes",
+            {
+                "model": model,
+                "version": info.version,
+                "rotation": rotation_kind,
+                "rotation_file": rotation_file,
+                "dims": json.dumps(dims),
+                "parts": json.dumps(parts),
+                "shortlist_file": shortlist_file,
+                "kind": kind,
+                "codes": codes,
+                "n_items": n_items,
+                "run_id": run.run_id,
+            },
+        )
+    )
+    return info
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def texts_for(store: Store, ids: np.ndarray, text_column: str | None) -> pa.Table:
+    """item_id and text (if the store has a text column) for the given ids."""
+    id_list = pa.table({"item_id": pa.array(ids, pa.int64())})
+    with store.read() as con:
+        con.register("wanted", id_list)
+        cols = f', i."{text_column}" AS text' if text_column else ""
+        return con.sql(
+            f"SELECT w.item_id{cols} FROM wanted w LEFT JOIN items i USING (item_id)"
+        ).to_arrow_table()

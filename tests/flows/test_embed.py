@@ -1,0 +1,106 @@
+"""thresher embed / search end to end: a real store, real Ray actors, the real MiniLM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.flows.demo_data import make_records
+from thresher.flows.embed import IndexConfig, embed, search
+from thresher.scoring.embedders import EmbedderConfig
+from thresher.storage.ingest import IngestConfig, ingest
+from thresher.storage.store import Store
+
+from tests.helpers import clustered, write_jsonl
+
+FAST = EmbedderConfig(max_seq_length=32, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, ray_session) -> Store:
+    tmp = tmp_path_factory.mktemp("embed")
+    recs = make_records(400, seed=5)
+    write_jsonl(tmp / "a.jsonl", recs[:300])
+    write_jsonl(tmp / "b.jsonl", recs[300:])
+    store = Store.init(tmp / "store")
+    ingest(store, [str(tmp / "a.jsonl")], IngestConfig(id_column="doc_id", text_column="text"))
+    report = embed(store, FAST, IndexConfig(dims=(16, 64)))
+    assert report.embedded == 300 and report.index is not None
+    ingest(store, [str(tmp / "b.jsonl")], IngestConfig(id_column="doc_id", text_column="text"))
+    return store
+
+
+def test_embed_runs_as_ray_actors_and_only_new_items_later(embedded: Store) -> None:
+    runs = embedded.query(
+        "SELECT flow, rows_in FROM runs WHERE flow IN ('embed', 'index') ORDER BY run_id"
+    ).to_pylist()
+    assert runs[0] == {"flow": "embed", "rows_in": 300}
+    report = embed(embedded, FAST, IndexConfig(dims=(16, 64)))
+    assert (report.embedded, report.already) == (100, 300)
+    info = report.index
+    assert info is not None and info.n_items == 400 and info.version == 2
+    assert len(info.parts) == 2  # the add wrote only its own part
+    again = embed(embedded, FAST, IndexConfig(dims=(16, 64)))
+    assert again.embedded == 0 and again.index == info  # no new work, no new version
+    vectors = embedded.query("SELECT vector FROM embeddings").column(0).to_pylist()
+    assert len(vectors) == 400 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert embedded.query("SELECT dims FROM indexes ORDER BY version").column(0).to_pylist() == [
+        "[16, 64, 384]",
+        "[16, 64, 384]",
+    ]
+
+
+def test_search_like_and_text(embedded: Store) -> None:
+    some = embedded.query("SELECT item_id, text FROM items ORDER BY item_id LIMIT 1").to_pylist()[0]
+    hits = search(embedded, like=some["item_id"], k=5)
+    assert hits.column_names == ["rank", "item_id", "similarity", "text"]
+    assert hits.num_rows == 5 and some["item_id"] not in hits.column("item_id").to_pylist()
+    sims = hits.column("similarity").to_pylist()
+    assert sims == sorted(sims, reverse=True)
+    by_text = search(embedded, text=some["text"], k=3)
+    assert by_text.column("item_id")[0].as_py() == some["item_id"]
+    assert by_text.column("similarity")[0].as_py() == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"like": 12345678}, "has no 'minilm' embedding"),
+        ({"text": "x", "model": "nope"}, "no embeddings for model 'nope'"),
+        ({"text": "   "}, "--text is empty"),
+        ({}, "exactly one of"),
+    ],
+)
+def test_search_errors_are_clear(embedded: Store, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        search(embedded, **kwargs)
+
+
+def test_store_without_embeddings_says_so(store: Store) -> None:
+    with pytest.raises(ValueError, match="has no embeddings"):
+        search(store, text="anything")
+
+
+def test_ingested_vectors_are_searchable_with_no_extra_flags(store: Store, tmp_path) -> None:
+    x = clustered(500, 24, seed=4)
+    table = pa.table({"id": np.arange(500), "vec": pa.array(list(x * 3.0), pa.list_(pa.float32()))})
+    pq.write_table(table, tmp_path / "v.parquet")
+    ingest(
+        store, [str(tmp_path / "v.parquet")], IngestConfig(id_column="id", embedding_column="vec")
+    )
+    first = store.query("SELECT item_id FROM items WHERE id = 0").column(0)[0].as_py()
+    hits = search(store, like=first, k=5)
+    truth = np.argsort(-(x[1:] @ x[0]))[:5] + 1
+    got_ids = (
+        store.query(
+            "SELECT id FROM items WHERE list_contains(?, item_id)",
+            [hits.column(1).to_pylist()],
+        )
+        .column(0)
+        .to_pylist()
+    )
+    assert sorted(got_ids) == sorted(truth.tolist())
+    with pytest.raises(ValueError, match="ingested vectors"):
+        search(store, text="hello")
