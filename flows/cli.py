@@ -272,6 +272,12 @@ def _int_list(value: str | None) -> tuple[int, ...] | None:
     help="Compressed codes for the shortlist index.",
 )
 @click.option(
+    "--shortlist-dim",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Prefix width of the shortlist index [default: 128 if a prefix, else the smallest].",
+)
+@click.option(
     "--max-seq-length",
     type=click.IntRange(min=8),
     default=128,
@@ -289,6 +295,7 @@ def embed(
     rotation: str,
     kind: str,
     codes: str,
+    shortlist_dim: int | None,
     max_seq_length: int,
     int8: bool,
     batch_size: int,
@@ -309,7 +316,10 @@ def embed(
     )
     with progress(f"embed ({cfg.name})", quiet) as update:
         report = run_embed(
-            s, cfg, IndexConfig(_int_list(dims), rotation, kind, codes, refit), on_progress=update
+            s,
+            cfg,
+            IndexConfig(_int_list(dims), shortlist_dim, rotation, kind, codes, refit),
+            on_progress=update,
         )
     info = report.index
     click.echo(
@@ -322,6 +332,7 @@ def embed(
                     "index version": info.version if info else None,
                     "indexed": info.n_items if info else 0,
                     "prefix dims": ",".join(map(str, info.dims)) if info else "",
+                    "shortlist dim": info.shortlist_dim if info else None,
                     "rotation": info.rotation if info else "",
                 }
             ]
@@ -339,9 +350,9 @@ def embed(
 @click.option(
     "--shortlist",
     type=click.IntRange(min=1),
-    default=200,
+    default=100,
     show_default=True,
-    help="Candidates taken from the shortest prefix before reranking.",
+    help="Candidates taken from the shortlist prefix before reranking.",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(OUTPUT_FORMATS[:3]), default="table", show_default=True

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.scoring.embedders import EmbedderConfig, EmbedStage, TextEmbedder
-from thresher.scoring.funnel import funnel_search
+from thresher.scoring.funnel import Funnel, funnel_search
 from thresher.scoring.matryoshka import check_dims, fit_rotation, normalize, prefix
 from thresher.storage import vectors as vstore
-from thresher.storage.index import add, build_index
+from thresher.storage.index import add, build_index, set_search_width
 from thresher.storage.ray_adapter import run_stage
 from thresher.storage.store import StageCounts, Store
 
@@ -24,6 +24,7 @@ ROTATION_SAMPLE = 50_000
 @dataclass(frozen=True)
 class IndexConfig:
     dims: tuple[int, ...] | None = None  # None: 32, 64, 128, ... below d, then d
+    shortlist_dim: int | None = None  # None: 128 when it is one of the dims, else the smallest
     rotation: str = "pca"
     kind: str = "auto"
     codes: str = "none"
@@ -98,6 +99,7 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
         or previous.rotation != cfg.rotation
         or (cfg.dims is not None and previous.dims != check_dims(cfg.dims, previous.dims[-1]))
         or (cfg.kind, cfg.codes) != (previous.kind, previous.codes)
+        or (cfg.shortlist_dim is not None and cfg.shortlist_dim != previous.shortlist_dim)
     )
     if not rebuild:
         assert previous is not None
@@ -109,7 +111,7 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
         rotated = normalize(np.concatenate([p[1] for p in parts])) @ loaded.rotation
         add(
             loaded.shortlist,
-            prefix(rotated, previous.dims[0]),
+            prefix(rotated, previous.shortlist_dim),
             np.arange(len(loaded.ids), len(loaded.ids) + len(ids)),
         )
         with store.run("index", {"model": model, "mode": "add"}) as run:
@@ -120,6 +122,7 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
                 rotation_kind=previous.rotation,
                 rotation=None,
                 dims=previous.dims,
+                shortlist_dim=previous.shortlist_dim,
                 new_ids=ids,
                 new_vectors=rotated,
                 shortlist=loaded.shortlist,
@@ -137,8 +140,11 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
     sample = unit[np.sort(rng.choice(len(unit), min(len(unit), ROTATION_SAMPLE), replace=False))]
     rotation = fit_rotation(sample, cfg.rotation, dims)
     rotated = unit @ rotation
+    shortlist_dim = cfg.shortlist_dim or (128 if 128 in dims else dims[0])
+    if shortlist_dim not in dims:
+        raise ValueError(f"shortlist dim {shortlist_dim} is not one of the prefix dims {dims}")
     shortlist = build_index(
-        prefix(rotated, dims[0]), np.arange(len(ids)), cfg.kind, cfg.codes, seed=cfg.seed
+        prefix(rotated, shortlist_dim), np.arange(len(ids)), cfg.kind, cfg.codes, seed=cfg.seed
     )
     with store.run("index", {"model": model, "mode": "build", **dataclasses.asdict(cfg)}) as run:
         info = vstore.write_version(
@@ -148,6 +154,7 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
             rotation_kind=cfg.rotation,
             rotation=rotation,
             dims=dims,
+            shortlist_dim=shortlist_dim,
             new_ids=ids,
             new_vectors=rotated,
             shortlist=shortlist,
@@ -165,7 +172,7 @@ def search(
     like: int | None = None,
     k: int = 10,
     model: str | None = None,
-    shortlist: int = 200,
+    shortlist: int = 100,
 ) -> pa.Table:
     """The k nearest items to a text or to an item: rank, item_id, similarity, text."""
     if (text is None) == (like is None):
@@ -182,9 +189,12 @@ def search(
         query = loaded.vectors[where[:1]]
     else:
         query = _encode_query(store, model, text or "") @ loaded.rotation
-    scores, pos = funnel_search(
-        query, loaded.vectors, loaded.shortlist, info.dims, k + (like is not None), shortlist
+    # funnel: shortlist on the short prefix, rerank on longer ones and the full vector
+    set_search_width(loaded.shortlist, shortlist)
+    funnel = Funnel.build(
+        loaded.vectors, [m for m in info.dims if m >= info.shortlist_dim], loaded.shortlist
     )
+    scores, pos = funnel_search(query, funnel, k + (like is not None), shortlist)
     keep = [
         (s, loaded.ids[p])
         for s, p in zip(scores[0], pos[0], strict=True)

@@ -59,8 +59,8 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE TABLE IF NOT EXISTS indexes (
     model VARCHAR, version INTEGER, rotation VARCHAR, rotation_file VARCHAR, dims VARCHAR,
-    parts VARCHAR, shortlist_file VARCHAR, kind VARCHAR, codes VARCHAR, n_items BIGINT,
-    run_id BIGINT, created_at TIMESTAMPTZ, PRIMARY KEY (model, version)
+    parts VARCHAR, shortlist_dim INTEGER, shortlist_file VARCHAR, kind VARCHAR, codes VARCHAR,
+    n_items BIGINT, run_id BIGINT, created_at TIMESTAMPTZ, PRIMARY KEY (model, version)
 );
 CREATE TABLE IF NOT EXISTS sources (
     fingerprint VARCHAR PRIMARY KEY, path VARCHAR, format VARCHAR, batch_id BIGINT,

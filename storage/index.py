@@ -1,7 +1,9 @@
 """FAISS indexes over unit vectors (inner product = cosine): build, add, save, load.
 
-Kinds: ``flat`` (exact; the default up to 200k vectors), ``ivf`` (inverted
-lists, nlist ~ 4 sqrt(n), probing 1/8 of the lists), ``hnsw`` (graph, M=32).
+Kinds: ``flat`` (exact; the default up to 50k vectors), ``ivf`` (inverted
+lists, nlist ~ 4 sqrt(n), probing 1/8 of the lists), ``hnsw`` (graph, M=32,
+efConstruction=128; the default above 50k: on 200k MiniLM vectors it was the
+only shortlist fast enough for a 4x funnel, see benchmarks/retrieval.py).
 Codes: ``none`` (float32), ``sq8`` (8-bit scalar quantizer) or ``pq``
 (product quantizer, 8 bits per sub-vector; IVF only). Ids are the store's
 int64 `item_id`s (an `IndexIDMap2` around flat and HNSW indexes). GPU copies
@@ -25,7 +27,7 @@ IndexKind = Literal["auto", "flat", "ivf", "hnsw"]
 Codes = Literal["none", "sq8", "pq"]
 KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw")
 CODES: tuple[str, ...] = ("none", "sq8", "pq")
-FLAT_MAX = 200_000
+FLAT_MAX = 50_000
 
 
 def _check(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +86,7 @@ def build_index(
             if codes == "sq8"
             else faiss.IndexHNSWFlat(d, 32, ip)
         )
+        inner.hnsw.efConstruction = 128
         inner.hnsw.efSearch = 128
         if codes == "sq8":
             inner.train(vectors)
@@ -118,6 +121,13 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     if not np.isfinite(queries).all():
         raise ValueError("query vector contains NaN or inf")
     return index.search(queries, k)
+
+
+def set_search_width(index: faiss.Index, width: int) -> None:
+    """Let an HNSW index explore at least `width` candidates (efSearch); others as they are."""
+    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if hasattr(inner, "hnsw"):
+        inner.hnsw.efSearch = max(width, 16)
 
 
 def save_index(index: faiss.Index, path: Path) -> None:

@@ -7,7 +7,7 @@ pointing at files under `STORE/indexes/<model>/`:
 - ``part-r<run>.vectors.npy`` / ``.ids.npy``: rotated unit vectors and their
   item_ids, one part per run that added vectors (parts are shared between
   versions: an incremental add writes only its own part);
-- ``shortlist-r<run>.faiss``: the FAISS index over the first `dims[0]`
+- ``shortlist-r<run>.faiss``: the FAISS index over the first `shortlist_dim`
   dimensions, whose ids are positions in the concatenated parts.
 
 The `embeddings` table keeps each model's own (unrotated) vectors, so a
@@ -36,6 +36,7 @@ class IndexInfo:
     rotation_file: str
     dims: list[int]
     parts: list[str]
+    shortlist_dim: int
     shortlist_file: str
     kind: str
     codes: str
@@ -113,6 +114,7 @@ def latest_index(store: Store, model: str) -> IndexInfo | None:
         r["rotation_file"],
         json.loads(r["dims"]),
         json.loads(r["parts"]),
+        r["shortlist_dim"],
         r["shortlist_file"],
         r["kind"],
         r["codes"],
@@ -146,6 +148,7 @@ def write_version(
     rotation_kind: str,
     rotation: np.ndarray | None,
     dims: list[int],
+    shortlist_dim: int,
     new_ids: np.ndarray,
     new_vectors: np.ndarray,
     shortlist: faiss.Index,
@@ -178,6 +181,7 @@ def write_version(
         rotation_file,
         dims,
         parts,
+        shortlist_dim,
         shortlist_file,
         kind,
         codes,
@@ -193,6 +197,7 @@ def write_version(
                 "rotation_file": rotation_file,
                 "dims": json.dumps(dims),
                 "parts": json.dumps(parts),
+                "shortlist_dim": shortlist_dim,
                 "shortlist_file": shortlist_file,
                 "kind": kind,
                 "codes": codes,

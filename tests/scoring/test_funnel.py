@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thresher.scoring.funnel import funnel_search
+from thresher.scoring.funnel import Funnel, funnel_search
 from thresher.scoring.matryoshka import fit_pca_rotation, normalize, prefix
 from thresher.storage.index import build_index
 
@@ -16,7 +16,7 @@ def test_funnel_with_pca_matches_exact_search() -> None:
     rx = x @ q
     queries = rx[:100]
     index = build_index(prefix(rx, 8), np.arange(len(rx)), "flat")
-    scores, pos = funnel_search(queries, rx, index, [8, 16, 32, 64], k=10, shortlist=300)
+    scores, pos = funnel_search(queries, Funnel.build(rx, [8, 16, 32], index), k=10, shortlist=300)
     truth = np.argsort(-(queries @ rx.T), axis=1)[:, :10]
     hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(pos, truth, strict=True)])
     assert hits >= 0.95  # observed 0.99
@@ -28,7 +28,7 @@ def test_funnel_with_pca_matches_exact_search() -> None:
 def test_fewer_items_than_k_pads_with_minus_one() -> None:
     x = normalize(np.eye(3, 4) + 0.1)
     index = build_index(prefix(x, 2), np.arange(3), "flat")
-    scores, pos = funnel_search(x[:1], x, index, [2, 4], k=5)
+    scores, pos = funnel_search(x[:1], Funnel.build(x, [2], index), k=5)
     assert pos[0, :3].tolist() == [0, *sorted(pos[0, 1:3].tolist(), key=lambda p: -scores[0, 1])]
     assert pos[0, 3:].tolist() == [-1, -1] and np.isinf(scores[0, 3:]).all()
 
@@ -37,4 +37,4 @@ def test_wrong_query_dimension_is_refused() -> None:
     x = clustered(50, 16)
     index = build_index(prefix(x, 4), np.arange(50), "flat")
     with pytest.raises(ValueError, match="16-d"):
-        funnel_search(np.ones((1, 8), np.float32), x, index, [4, 16], k=3)
+        funnel_search(np.ones((1, 8), np.float32), Funnel.build(x, [4], index), k=3)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from thresher.scoring.matryoshka import fit_pca_rotation, normalize
+from thresher.selection.semantic import (
+    SemanticParams,
+    all_pairs_reference,
+    resolve,
+    semantic_duplicates,
+)
+
+from tests.helpers import clustered
+
+
+def planted(n: int = 3000, d: int = 64, dups: int = 300, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = clustered(n, d, seed=seed)
+    src = rng.integers(0, n, dups)
+    near = normalize(x[src] + rng.standard_normal((dups, d)) * 0.03)
+    x = np.concatenate([x, near])
+    return x @ fit_pca_rotation(x)
+
+
+def as_dict(dup, kept) -> dict[int, int]:
+    return dict(zip(dup.tolist(), kept.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("order_kind", ["ingest", "reversed", "random"])
+def test_semdedup_matches_the_all_pairs_reference(order_kind) -> None:
+    x = planted()
+    n = len(x)
+    order = {
+        "ingest": np.arange(n),
+        "reversed": np.arange(n)[::-1],
+        "random": np.random.default_rng(1).permutation(n),
+    }[order_kind]
+    params = SemanticParams(threshold=0.95, prefix_dim=16, clusters=20)
+    res = semantic_duplicates(x, params, order)
+    ref_dup, ref_kept, _ = all_pairs_reference(x, 0.95, order)
+    assert len(res.dup) >= 250  # the ~300 planted copies (observed 300)
+    assert as_dict(res.dup, res.kept) == as_dict(ref_dup, ref_kept)
+    assert res.candidates < n * n / 20  # far fewer checks than all pairs
+    assert (res.similarity >= 0.95).all()
+
+
+def test_resolve_keeps_the_first_and_respects_removed_items() -> None:
+    # 0~1, 1~2, but not 0~2: 1 is a duplicate of 0, so 2 is kept (its only neighbour is gone)
+    pairs = np.array([[0, 1], [1, 2]])
+    dup, kept, _ = resolve(3, pairs, np.array([0.99, 0.99]), np.arange(3))
+    assert as_dict(dup, kept) == {1: 0}
+    dup, kept, _ = resolve(3, pairs, np.array([0.99, 0.99]), np.array([1, 0, 2]))
+    assert as_dict(dup, kept) == {0: 1, 2: 1}
+
+
+def test_bad_params_are_refused() -> None:
+    with pytest.raises(ValueError, match="cosine threshold"):
+        SemanticParams(threshold=0)
