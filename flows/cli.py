@@ -192,34 +192,70 @@ def runs(store: str, fmt: str) -> None:
 @cli.command()
 @click.argument("store")
 @click.option("--exact", is_flag=True, help="Exact duplicates of normalized text.")
-@click.option("--fuzzy", type=float, metavar="JACCARD", help="Near duplicates (not yet built).")
 @click.option(
-    "--semantic", type=float, metavar="COSINE", help="Semantic duplicates (not yet built)."
+    "--fuzzy",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    metavar="JACCARD",
+    help="Near duplicates: MinHash-LSH at this Jaccard (e.g. 0.8).",
 )
+@click.option(
+    "--semantic",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="COSINE",
+    help="Semantic duplicates: SemDeDup at this cosine (e.g. 0.95).",
+)
+@click.option(
+    "--keep",
+    type=click.Choice(["first", "hard", "easy", "random"]),
+    default="first",
+    show_default=True,
+    help="Which item of a semantic group is kept.",
+)
+@click.option("--model", default=None, help="Embeddings for --semantic [default: the only one].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def dedup(
-    store: str, exact: bool, fuzzy: float | None, semantic: float | None, quiet: bool
+    store: str,
+    exact: bool,
+    fuzzy: float | None,
+    semantic: float | None,
+    keep: str,
+    model: str | None,
+    quiet: bool,
 ) -> None:
-    """Find duplicates in STORE and record them in the duplicates table.
+    """Find duplicates in STORE, cheapest pass first, and record them in `duplicates`.
 
-    Only the exact pass exists so far; with no flag, it runs.
+    With no flag: exact, fuzzy at Jaccard 0.8 and, if the store has
+    embeddings, semantic at cosine 0.95. Each pass checks only items it has
+    not seen, against the items it kept before.
     """
-    from thresher.flows.dedup import dedup_exact
+    from thresher.flows import dedup as passes
+    from thresher.storage.vectors import embedding_models
 
-    if fuzzy is not None or semantic is not None:
-        raise ValueError("--fuzzy and --semantic are not built yet; only --exact runs")
     s = _open_store(store)
-    with progress("dedup (exact)", quiet) as update:
-        report = dedup_exact(s, on_progress=update)
+    everything = not (exact or fuzzy is not None or semantic is not None)
+    reports = []
+    if exact or everything:
+        with progress("dedup (exact)", quiet) as update:
+            reports.append(passes.dedup_exact(s, on_progress=update))
+    if fuzzy is not None or everything:
+        with progress("dedup (fuzzy)", quiet) as update:
+            reports.append(passes.dedup_fuzzy(s, fuzzy or 0.8, on_progress=update))
+    if semantic is not None or (everything and embedding_models(s)):
+        reports.append(passes.dedup_semantic(s, semantic or 0.95, model, keep))
+    elif everything:
+        reports.append(
+            passes.DedupReport(0, "semantic", 0, 0, "skipped: no embeddings (run thresher embed)")
+        )
     click.echo(
         summary_table(
             [
                 {
-                    "method": report.method,
-                    "items": report.items,
-                    "duplicates": report.duplicates,
-                    "new": report.new_duplicates,
+                    "method": r.method,
+                    "new items checked": r.checked,
+                    "duplicates found": r.duplicates,
+                    "note": r.note,
                 }
+                for r in reports
             ]
         ),
         nl=False,

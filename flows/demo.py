@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from thresher.flows.dedup import dedup_exact
+from thresher.flows import dedup
 from thresher.flows.demo_data import write_demo_sources
+from thresher.flows.embed import embed, search
 from thresher.flows.output import summary_table
+from thresher.scoring.embedders import EmbedderConfig
 from thresher.storage.ingest import IngestConfig, ingest
 from thresher.storage.sql import read_only_query
 from thresher.storage.store import Store
@@ -15,10 +17,12 @@ from thresher.storage.store import Store
 QUERIES = {
     "items per topic": "SELECT topic, count(*) AS items FROM items GROUP BY topic ORDER BY topic",
     "why rows were rejected": "SELECT source, row, reason FROM rejects ORDER BY source, row",
-    "a duplicate and the item kept in its place": "SELECT d.item_id, i.text AS dropped, "
-    "k.text AS kept FROM duplicates d JOIN items i USING (item_id) "
-    "JOIN items k ON k.item_id = d.kept_id "
-    "WHERE i.text <> k.text ORDER BY d.item_id LIMIT 3",
+    "duplicates by method": "SELECT method, count(*) AS items, round(min(similarity), 3) AS "
+    "min_similarity FROM duplicates GROUP BY method ORDER BY method",
+    "a near duplicate and the item kept in its place": "SELECT i.text AS dropped, "
+    "k.text AS kept, round(d.similarity, 3) AS jaccard FROM duplicates d JOIN items i "
+    "USING (item_id) JOIN items k ON k.item_id = d.kept_id WHERE d.method = 'fuzzy' "
+    "ORDER BY d.similarity, d.item_id LIMIT 2",
 }
 
 
@@ -38,13 +42,29 @@ def run_demo(root: Path, *, quiet: bool, echo: Callable[[str], object], progress
         )
     echo(f"\ningest: {report.kept} items kept, {report.rejected} rows rejected")
 
-    # dedup: exact duplicates of normalized text, through Ray
-    with progress("dedup (exact)", quiet) as update:
-        dd = dedup_exact(store, on_progress=update)
-    echo(f"dedup: {dd.duplicates} exact duplicates of {dd.items} items")
+    # embed: MiniLM on Ray actors, PCA-rotated Matryoshka prefixes, FAISS index
+    with progress("embed", quiet) as update:
+        emb = embed(store, EmbedderConfig(max_seq_length=64), on_progress=update)
+    assert emb.index is not None
+    echo(
+        f"embed: {emb.embedded} items, prefixes {emb.index.dims}, "
+        f"shortlist on {emb.index.shortlist_dim} dims"
+    )
+
+    # dedup: exact, then fuzzy (MinHash-LSH), then semantic (SemDeDup)
+    with progress("dedup", quiet) as update:
+        passes = [
+            dedup.dedup_exact(store, update),
+            dedup.dedup_fuzzy(store, 0.8, update),
+            dedup.dedup_semantic(store, 0.95),
+        ]
+    echo("dedup: " + ", ".join(f"{p.duplicates} {p.method}" for p in passes))
 
     for title, query in QUERIES.items():
         echo(f'\n{title}:\n  thresher sql {store.root} "{query}"')
         echo(summary_table(read_only_query(store, query).to_pylist()))
+    probe = "bread baking in a hot oven"
+    echo(f'funnel search:\n  thresher search {store.root} --text "{probe}" -k 3')
+    echo(summary_table(search(store, text=probe, k=3).to_pylist()))
     echo(f'next: thresher sql {store.root} "SELECT * FROM runs"')
     return store

@@ -17,11 +17,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import faiss
 import numpy as np
 
 from thresher.scoring.matryoshka import prefix
+from thresher.selection.groups import resolve
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class SemanticResult:
     candidates: int  # pairs checked on the full vectors
 
 
-def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> np.ndarray:
-    """(m, 2) pairs i < j whose prefix cosine is >= threshold - margin within a cluster."""
+def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> tuple[np.ndarray, np.ndarray]:
+    """(m, 2) pairs i < j whose prefix cosine is >= threshold - margin within a cluster,
+    and each item's prefix cosine to its nearest centroid (n,)."""
     n, d = vectors.shape
     m = min(params.prefix_dim or d, d)
     short = prefix(vectors, m)
@@ -60,7 +63,7 @@ def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> np.ndarray:
         m, k, niter=20, seed=params.seed, spherical=True, verbose=False, max_points_per_centroid=256
     )
     km.train(short)
-    _, assign = km.index.search(short, min(params.probes, k))
+    centroid_sim, assign = km.index.search(short, min(params.probes, k))
     cut = params.threshold - params.margin
     pairs = []
     owners = np.argsort(assign.ravel(), kind="stable")
@@ -75,47 +78,58 @@ def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> np.ndarray:
             i, j = np.nonzero(sims >= cut)
             keep = cols[j] > rows[i]
             pairs.append(np.stack([rows[i[keep]], cols[j[keep]]], axis=1))
-    if not pairs:
-        return np.zeros((0, 2), np.int64)
-    return np.unique(np.concatenate(pairs), axis=0)
+    found = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
+    return found, centroid_sim[:, 0]
 
 
-def resolve(
-    n: int, pairs: np.ndarray, sims: np.ndarray, order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy in `order`: a duplicate of the most similar earlier kept neighbour."""
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    neighbours: dict[int, list[tuple[int, float]]] = {}
-    for (i, j), s in zip(pairs.tolist(), sims.tolist(), strict=True):
-        later, earlier = (i, j) if rank[i] > rank[j] else (j, i)
-        neighbours.setdefault(later, []).append((earlier, s))
-    kept_mask = np.ones(n, dtype=bool)
-    dup, kept, sim = [], [], []
-    for item in sorted(neighbours, key=lambda x: rank[x]):
-        best = max(((s, e) for e, s in neighbours[item] if kept_mask[e]), default=None)
-        if best is not None:
-            kept_mask[item] = False
-            dup.append(item)
-            kept.append(best[1])
-            sim.append(best[0])
-    return (np.array(dup, np.int64), np.array(kept, np.int64), np.array(sim, np.float64))
+KeepPolicy = Literal["first", "hard", "easy", "random"]
+KEEP: tuple[str, ...] = ("first", "hard", "easy", "random")
+
+
+def keep_order(policy: str, centroid_sim: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Positions in the order they claim to be kept.
+
+    first: input order; hard: least typical first (lowest cosine to its
+    centroid); easy: most typical first; random: seeded permutation.
+    """
+    n = len(centroid_sim)
+    if policy == "first":
+        return np.arange(n)
+    if policy == "hard":
+        return np.argsort(centroid_sim, kind="stable")
+    if policy == "easy":
+        return np.argsort(-centroid_sim, kind="stable")
+    if policy == "random":
+        return np.random.default_rng(seed).permutation(n)
+    raise ValueError(f"keep policy {policy!r}: allowed {', '.join(KEEP)}")
 
 
 def semantic_duplicates(
-    vectors: np.ndarray, params: SemanticParams, order: np.ndarray | None = None
+    vectors: np.ndarray,
+    params: SemanticParams,
+    order: np.ndarray | None = None,
+    keep: str = "first",
+    protected: np.ndarray | None = None,
 ) -> SemanticResult:
-    """SemDeDup over (n, d) rotated unit vectors; `order` is the keep order (default 0..n-1)."""
+    """SemDeDup over (n, d) rotated unit vectors.
+
+    The keep order is `order` if given, else the `keep` policy; `protected`
+    (a boolean mask: items kept by an earlier run) are never duplicates.
+    """
     n = len(vectors)
-    order = np.arange(n) if order is None else np.asarray(order)
-    cand = candidate_pairs(vectors, params)
+    cand, centroid_sim = candidate_pairs(vectors, params)
+    if order is None:
+        order = keep_order(keep, centroid_sim, params.seed)
+    order = np.asarray(order)
     full = (
         np.einsum("ij,ij->i", vectors[cand[:, 0]], vectors[cand[:, 1]])
         if len(cand)
         else (np.zeros(0))
     )
     ok = full >= params.threshold
-    dup, kept, sim = resolve(n, cand[ok], full[ok], order)
+    if protected is not None:
+        order = np.concatenate([order[protected[order]], order[~protected[order]]])
+    dup, kept, sim = resolve(n, cand[ok], full[ok], order, protected)
     return SemanticResult(dup, kept, sim, len(cand))
 
 

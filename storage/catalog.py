@@ -36,6 +36,8 @@ TABLES: dict[str, str] = {
     "clusters": "item_id BIGINT, cluster_id INTEGER, distance DOUBLE, run_id BIGINT",
     "scores": "item_id BIGINT, metric VARCHAR, value DOUBLE, run_id BIGINT",
     "selections": "selection VARCHAR, item_id BIGINT, weight DOUBLE, run_id BIGINT",
+    "minhashes": "item_id BIGINT, signature UINTEGER[], run_id BIGINT",
+    "dedup_checked": "item_id BIGINT, method VARCHAR, key BIGINT, run_id BIGINT",
 }
 
 _DDL = """

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -326,6 +327,52 @@ class Store:
         with self.read() as con:
             rows = con.execute("SELECT encoder FROM models WHERE model = ?", [model]).fetchall()
         return json.loads(rows[0][0]) if rows else None
+
+    def dedup_candidates(self, method: str, text_column: str | None) -> pa.Table:
+        """Items not yet checked by `method` and not already a duplicate, in keep order
+        (batch_id, item_id): item_id, batch_id and the text if a column is given."""
+        text = f', i."{text_column}" AS text' if text_column else ""
+        with self.read() as con:
+            return con.sql(
+                f"SELECT i.item_id, i.batch_id{text} FROM items i "
+                "ANTI JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
+                "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
+                params={"m": method},
+            ).to_arrow_table()
+
+    def dedup_kept(self, method: str) -> pa.Table:
+        """Items checked by `method` in earlier runs and still kept: item_id, batch_id, key."""
+        with self.read() as con:
+            return con.sql(
+                "SELECT i.item_id, i.batch_id, c.key FROM items i JOIN "
+                "(SELECT item_id, key FROM dedup_checked WHERE method = $m) c USING (item_id) "
+                "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
+                params={"m": method},
+            ).to_arrow_table()
+
+    def minhash_signatures(self, ids: np.ndarray) -> np.ndarray:
+        """Saved signatures (n, num_perm) uint32 of `ids`, in their order."""
+        wanted = pa.table({"item_id": pa.array(ids, pa.int64()), "pos": np.arange(len(ids))})
+        with self.read() as con:
+            con.register("wanted", wanted)
+            rows = con.sql(
+                "SELECT m.signature FROM wanted w JOIN minhashes m USING (item_id) ORDER BY w.pos"
+            ).to_arrow_table()
+        if rows.num_rows != len(ids):
+            raise ValueError(f"{len(ids) - rows.num_rows} kept items have no saved signature")
+        flat = rows.column(0).combine_chunks().flatten().to_numpy()
+        return flat.reshape(len(ids), -1).astype(np.uint32) if len(ids) else flat
+
+    def texts(self, ids: np.ndarray, text_column: str) -> list[str]:
+        """The text of each of `ids`, in their order."""
+        wanted = pa.table({"item_id": pa.array(ids, pa.int64()), "pos": np.arange(len(ids))})
+        with self.read() as con:
+            con.register("wanted", wanted)
+            rows = con.sql(
+                f'SELECT i."{text_column}" FROM wanted w JOIN items i USING (item_id) '
+                "ORDER BY w.pos"
+            ).to_arrow_table()
+        return rows.column(0).to_pylist()
 
     def duplicate_ids(self, method: str) -> set[int]:
         with self.read() as con:

@@ -16,7 +16,7 @@ from thresher.storage.store import Store
 
 from tests.helpers import snapshot, write_jsonl
 
-COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "demo"]
+COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "embed", "search", "demo"]
 # The console script of the environment running the tests (CI does not activate the venv).
 THRESHER = str(Path(sys.executable).with_name("thresher"))
 
@@ -93,7 +93,9 @@ def test_truncated_parquet_is_one_line_exit_2_store_unchanged(tmp_path) -> None:
         (["ingest", "{s}", "{missing}/x.jsonl"], "no such file"),
         (["ingest", "{s}", "{data}", "--text-column", "body"], "no column 'body'"),
         (["ingest", "{s}", "{data}", "--format", "xml"], "Invalid value for '--format'"),
-        (["dedup", "{s}", "--fuzzy", "0.8"], "not built yet"),
+        (["dedup", "{s}", "--fuzzy", "1.5"], "Invalid value for '--fuzzy'"),
+        (["dedup", "{s}", "--semantic", "0.9"], "has no embeddings"),
+        (["search", "{s}", "--text", "x"], "has no embeddings"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message) -> None:
@@ -144,7 +146,20 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     out = thresher("demo", "--store", tmp_path / "demo").stdout
     assert "ingest: 3000 items kept, 4 rows rejected" in out
     s = Store(tmp_path / "demo" / "store")
-    dups = s.query("SELECT count(*) AS n FROM duplicates").column("n")[0].as_py()
-    assert f"dedup: {dups} exact duplicates of 3000 items" in out and dups > 0
-    thresher("dedup", s.root)  # a second pass finds nothing new
-    assert s.query("SELECT count(*) AS n FROM duplicates").column("n")[0].as_py() == dups
+    counts = dict(
+        s.query("SELECT method, count(*) FROM duplicates GROUP BY method").to_pylist()
+        and [
+            tuple(r.values())
+            for r in s.query(
+                "SELECT method, count(*) AS n FROM duplicates GROUP BY method"
+            ).to_pylist()
+        ]
+    )
+    assert set(counts) == {"exact", "fuzzy", "semantic"} and all(counts.values())
+    assert f"dedup: {counts['exact']} exact, {counts['fuzzy']} fuzzy" in out
+    assert "funnel search:" in out
+    again = thresher("dedup", s.root).stdout  # a second pass checks and finds nothing new
+    assert s.query("SELECT count(*) AS n FROM duplicates").column("n")[0].as_py() == sum(
+        counts.values()
+    )
+    assert "exact" in again and "fuzzy" in again and "semantic" in again

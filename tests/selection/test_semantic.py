@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from thresher.scoring.matryoshka import fit_pca_rotation, normalize
+from thresher.selection.groups import resolve
 from thresher.selection.semantic import (
     SemanticParams,
     all_pairs_reference,
-    resolve,
     semantic_duplicates,
 )
 
