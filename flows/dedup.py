@@ -24,6 +24,7 @@ from thresher.selection.minhash import (
     shingle_hashes,
 )
 from thresher.selection.semantic import SemanticParams, semantic_duplicates
+from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import run_stage
 from thresher.storage.store import Run, StageCounts, Store
@@ -82,8 +83,8 @@ def _write(
 def dedup_exact(store: Store, on_progress: Progress = None) -> DedupReport:
     """Exact duplicates of normalized text among new items and against kept ones."""
     text = store.text_column()
-    new = store.dedup_candidates("exact", text)
-    old = store.dedup_kept("exact")
+    new = queries.dedup_candidates(store, "exact", text)
+    old = queries.dedup_kept(store, "exact")
     new_hashes = (
         np.concatenate(
             [
@@ -115,8 +116,8 @@ def dedup_fuzzy(store: Store, threshold: float = 0.8, on_progress: Progress = No
     """MinHash-LSH near duplicates (Jaccard of character 5-gram sets >= threshold)."""
     params = LSHParams(threshold=threshold)
     text = store.text_column()
-    new = store.dedup_candidates("fuzzy", text)
-    old = store.dedup_kept("fuzzy")
+    new = queries.dedup_candidates(store, "fuzzy", text)
+    old = queries.dedup_kept(store, "fuzzy")
     # signatures and shingles of new items, through Ray; saved signatures of kept ones
     outs = (
         list(run_stage(MinHashStage("text", params), new, on_progress=on_progress))
@@ -129,12 +130,18 @@ def dedup_fuzzy(store: Store, threshold: float = 0.8, on_progress: Progress = No
         else (np.zeros((0, params.num_perm), np.uint32))
     )
     old_ids = old.column("item_id").to_numpy()
-    sig = np.concatenate([store.minhash_signatures(old_ids), new_sig]) if len(old_ids) else new_sig
+    sig = (
+        np.concatenate([queries.minhash_signatures(store, old_ids), new_sig])
+        if len(old_ids)
+        else new_sig
+    )
     ids = np.concatenate([old_ids, new.column("item_id").to_numpy()])
     cand = lsh_candidates(sig, *params.bands())
     # shingles: new items from the stage; kept items only where they are candidates
     needed_old = np.unique(cand[cand < len(old_ids)])
-    old_shingles = _shingle_lists(store.texts(old_ids[needed_old], text)) if len(needed_old) else []
+    old_shingles = (
+        _shingle_lists(queries.texts(store, old_ids[needed_old], text)) if len(needed_old) else []
+    )
     lists: list[np.ndarray] = [np.zeros(0, np.uint32)] * len(old_ids)
     for pos, sh in zip(needed_old.tolist(), old_shingles, strict=True):
         lists[pos] = sh
@@ -186,8 +193,8 @@ def dedup_semantic(
     model = vstore.pick_model(store, model)
     info = update_index(store, model, IndexConfig())  # adds vectors embedded since
     loaded = vstore.load(store, info)
-    new = store.dedup_candidates("semantic", None)
-    old = store.dedup_kept("semantic")
+    new = queries.dedup_candidates(store, "semantic", None)
+    old = queries.dedup_kept(store, "semantic")
     wanted = np.concatenate([old.column("item_id").to_numpy(), new.column("item_id").to_numpy()])
     pos = _positions(loaded.ids, wanted)
     has = pos >= 0

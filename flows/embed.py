@@ -13,6 +13,7 @@ import pyarrow as pa
 from thresher.scoring.embedders import EmbedderConfig, EmbedStage, TextEmbedder
 from thresher.scoring.funnel import Funnel, funnel_search
 from thresher.scoring.matryoshka import check_dims, fit_rotation, normalize, prefix
+from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.index import add, build_index, set_search_width
 from thresher.storage.ray_adapter import run_stage
@@ -56,7 +57,7 @@ def embed(
 ) -> EmbedReport:
     """Embed every item that has no vector for this model yet, then update its index."""
     text = store.text_column()
-    todo = store.items_without_embedding(config.name, text)
+    todo = queries.items_without_embedding(store, config.name, text)
     total = store.query("SELECT count(*) AS n FROM items").column("n")[0].as_py()
     if todo.num_rows:
         with store.run("embed", {"encoder": dataclasses.asdict(config)}) as run:
@@ -72,7 +73,7 @@ def embed(
                 writer.write(out)
                 dim = out.schema.field("vector").type.list_size
             writer.close()
-            if store.encoder(config.name) is None:
+            if queries.encoder(store, config.name) is None:
                 run.catalog_rows.append(
                     (
                         "models",
@@ -206,7 +207,7 @@ def search(
 def _encode_query(store: Store, model: str, text: str) -> np.ndarray:
     if not text.strip():
         raise ValueError("--text is empty")
-    encoder = store.encoder(model)
+    encoder = queries.encoder(store, model)
     if encoder is None:
         raise ValueError(
             f"model {model!r} holds ingested vectors, with no encoder for a "
@@ -221,13 +222,12 @@ def _with_text(store: Store, hits: Sequence[tuple[float, int]]) -> pa.Table:
         text_column: str | None = store.text_column()
     except ValueError:
         text_column = None
-    found = vstore.texts_for(store, ids, text_column).to_pylist()
-    by_id = {r["item_id"]: r.get("text") for r in found}
+    found = queries.texts(store, ids, text_column) if text_column else [None] * len(ids)
     return pa.table(
         {
             "rank": pa.array(range(1, len(hits) + 1), pa.int32()),
             "item_id": pa.array(ids, pa.int64()),
             "similarity": pa.array([float(h[0]) for h in hits], pa.float32()),
-            "text": pa.array([by_id.get(int(i)) for i in ids], pa.string()),
+            "text": pa.array(found, pa.string()),
         }
     )

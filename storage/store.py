@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -244,8 +243,16 @@ class Store:
             catalog.create_views(con, self.root, temporary=True)
             yield con
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+    def query(
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        tables: dict[str, pa.Table] | None = None,
+    ) -> pa.Table:
+        """A read-only query; `tables` are Arrow tables registered under their names."""
         with self.read() as con:
+            for name, table in (tables or {}).items():
+                con.register(name, table)
             return con.sql(sql, params=params or None).to_arrow_table()
 
     @contextlib.contextmanager
@@ -297,89 +304,6 @@ class Store:
         if len(names) > 1:
             raise ValueError(f"store {self.root} has several text columns: {', '.join(names)}")
         return names[0]
-
-    def item_files(self, column: str | None = None) -> list[Path]:
-        """Items files in ingest order, only those of batches that have `column` if given."""
-        sql = (
-            "SELECT f.path FROM files f JOIN sources s USING (batch_id) "
-            "WHERE f.table_name = 'items'"
-        )
-        params: list[Any] = []
-        if column:
-            sql += " AND ? IN (s.text_column, s.id_column, s.label_column, s.embedding_column)"
-            params.append(column)
-        with self.read() as con:
-            rows = con.execute(sql + " ORDER BY f.path", params).fetchall()
-        return [self.root / r[0] for r in rows]
-
-    def items_without_embedding(self, model: str, text_column: str) -> pa.Table:
-        """(item_id, text) of items with no vector for `model` yet, in item_id order."""
-        with self.read() as con:
-            return con.sql(
-                f'SELECT i.item_id, i."{text_column}" FROM items i ANTI JOIN '
-                "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) "
-                "ORDER BY i.item_id",
-                params={"m": model},
-            ).to_arrow_table()
-
-    def encoder(self, model: str) -> dict[str, Any] | None:
-        """The encoder settings a model's vectors were made with; None for ingested vectors."""
-        with self.read() as con:
-            rows = con.execute("SELECT encoder FROM models WHERE model = ?", [model]).fetchall()
-        return json.loads(rows[0][0]) if rows else None
-
-    def dedup_candidates(self, method: str, text_column: str | None) -> pa.Table:
-        """Items not yet checked by `method` and not already a duplicate, in keep order
-        (batch_id, item_id): item_id, batch_id and the text if a column is given."""
-        text = f', i."{text_column}" AS text' if text_column else ""
-        with self.read() as con:
-            return con.sql(
-                f"SELECT i.item_id, i.batch_id{text} FROM items i "
-                "ANTI JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
-                "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
-                params={"m": method},
-            ).to_arrow_table()
-
-    def dedup_kept(self, method: str) -> pa.Table:
-        """Items checked by `method` in earlier runs and still kept: item_id, batch_id, key."""
-        with self.read() as con:
-            return con.sql(
-                "SELECT i.item_id, i.batch_id, c.key FROM items i JOIN "
-                "(SELECT item_id, key FROM dedup_checked WHERE method = $m) c USING (item_id) "
-                "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
-                params={"m": method},
-            ).to_arrow_table()
-
-    def minhash_signatures(self, ids: np.ndarray) -> np.ndarray:
-        """Saved signatures (n, num_perm) uint32 of `ids`, in their order."""
-        wanted = pa.table({"item_id": pa.array(ids, pa.int64()), "pos": np.arange(len(ids))})
-        with self.read() as con:
-            con.register("wanted", wanted)
-            rows = con.sql(
-                "SELECT m.signature FROM wanted w JOIN minhashes m USING (item_id) ORDER BY w.pos"
-            ).to_arrow_table()
-        if rows.num_rows != len(ids):
-            raise ValueError(f"{len(ids) - rows.num_rows} kept items have no saved signature")
-        flat = rows.column(0).combine_chunks().flatten().to_numpy()
-        return flat.reshape(len(ids), -1).astype(np.uint32) if len(ids) else flat
-
-    def texts(self, ids: np.ndarray, text_column: str) -> list[str]:
-        """The text of each of `ids`, in their order."""
-        wanted = pa.table({"item_id": pa.array(ids, pa.int64()), "pos": np.arange(len(ids))})
-        with self.read() as con:
-            con.register("wanted", wanted)
-            rows = con.sql(
-                f'SELECT i."{text_column}" FROM wanted w JOIN items i USING (item_id) '
-                "ORDER BY w.pos"
-            ).to_arrow_table()
-        return rows.column(0).to_pylist()
-
-    def duplicate_ids(self, method: str) -> set[int]:
-        with self.read() as con:
-            rows = con.execute(
-                "SELECT item_id FROM duplicates WHERE method = ? ORDER BY item_id", [method]
-            ).fetchall()
-        return {r[0] for r in rows}
 
     def table_files(self, table: str) -> list[Path]:
         with self.read() as con:

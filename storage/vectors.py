@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-import pyarrow as pa
 
 from thresher.storage.index import load_index, save_index
 from thresher.storage.store import Run, Store
@@ -211,14 +210,3 @@ def write_version(
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def texts_for(store: Store, ids: np.ndarray, text_column: str | None) -> pa.Table:
-    """item_id and text (if the store has a text column) for the given ids."""
-    id_list = pa.table({"item_id": pa.array(ids, pa.int64())})
-    with store.read() as con:
-        con.register("wanted", id_list)
-        cols = f', i."{text_column}" AS text' if text_column else ""
-        return con.sql(
-            f"SELECT w.item_id{cols} FROM wanted w LEFT JOIN items i USING (item_id)"
-        ).to_arrow_table()

@@ -1,0 +1,71 @@
+"""Read queries the stages' wiring needs, kept apart from the store's mechanics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.storage.store import Store
+
+
+def _by_ids(store: Store, ids: np.ndarray, select: str) -> pa.Table:
+    """`select` over `wanted w` (item_id, pos) joined to the store, in the order of `ids`."""
+    wanted = pa.table({"item_id": pa.array(ids, pa.int64()), "pos": np.arange(len(ids))})
+    return store.query(f"{select} ORDER BY w.pos", tables={"wanted": wanted})
+
+
+def texts(store: Store, ids: np.ndarray, text_column: str) -> list[str | None]:
+    """The text of each of `ids`, in their order (None where an id is unknown)."""
+    rows = _by_ids(
+        store, ids, f'SELECT i."{text_column}" FROM wanted w LEFT JOIN items i USING (item_id)'
+    )
+    return rows.column(0).to_pylist()
+
+
+def items_without_embedding(store: Store, model: str, text_column: str) -> pa.Table:
+    """(item_id, text) of items with no vector for `model` yet, in item_id order."""
+    return store.query(
+        f'SELECT i.item_id, i."{text_column}" FROM items i ANTI JOIN '
+        "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) ORDER BY i.item_id",
+        {"m": model},
+    )
+
+
+def encoder(store: Store, model: str) -> dict[str, Any] | None:
+    """The encoder settings a model's vectors were made with; None for ingested vectors."""
+    rows = store.query("SELECT encoder FROM models WHERE model = $m", {"m": model})
+    return json.loads(rows.column(0)[0].as_py()) if rows.num_rows else None
+
+
+def dedup_candidates(store: Store, method: str, text_column: str | None) -> pa.Table:
+    """Items not yet checked by `method` and not already a duplicate, in keep order
+    (batch_id, item_id): item_id, batch_id and, with a column, its text as `text`."""
+    text = f', i."{text_column}" AS text' if text_column else ""
+    return store.query(
+        f"SELECT i.item_id, i.batch_id{text} FROM items i "
+        "ANTI JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
+        "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
+        {"m": method},
+    )
+
+
+def dedup_kept(store: Store, method: str) -> pa.Table:
+    """Items checked by `method` in earlier runs and still kept: item_id, batch_id, key."""
+    return store.query(
+        "SELECT i.item_id, i.batch_id, c.key FROM items i JOIN "
+        "(SELECT item_id, key FROM dedup_checked WHERE method = $m) c USING (item_id) "
+        "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
+        {"m": method},
+    )
+
+
+def minhash_signatures(store: Store, ids: np.ndarray) -> np.ndarray:
+    """Saved signatures (n, num_perm) uint32 of `ids`, in their order."""
+    rows = _by_ids(store, ids, "SELECT m.signature FROM wanted w JOIN minhashes m USING (item_id)")
+    if rows.num_rows != len(ids):
+        raise ValueError(f"{len(ids) - rows.num_rows} kept items have no saved signature")
+    flat = rows.column(0).combine_chunks().flatten().to_numpy()
+    return flat.reshape(len(ids), -1).astype(np.uint32) if len(ids) else flat
