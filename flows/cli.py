@@ -262,6 +262,52 @@ def dedup(
     )
 
 
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--clusters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="k for k-means [default: the label count, else round(sqrt(n / 4))].",
+)
+@click.option(
+    "--metrics",
+    default="prototype,density,uncertainty",
+    show_default=True,
+    help="Comma-separated: prototype, density, uncertainty.",
+)
+@click.option("--model", default=None, help="Which model's vectors [default: the only one].")
+@click.option("--refit", is_flag=True, help="Fit new centroids and rescore every kept item.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def score(
+    store: str,
+    clusters: int | None,
+    metrics: str,
+    model: str | None,
+    refit: bool,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Score STORE's kept items: prototype_distance (and clusters), knn_distance, and,
+    with labels, entropy and margin of a linear probe."""
+    from thresher.flows.score import describe
+    from thresher.flows.score import score as run_score
+
+    names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    with progress("score", quiet) as update:
+        report = run_score(
+            _open_store(store),
+            model=model,
+            clusters=clusters,
+            metrics=names,
+            refit=refit,
+            seed=seed,
+            on_progress=update,
+        )
+    click.echo(summary_table(describe(report)), nl=False)
+
+
 def _int_list(value: str | None) -> tuple[int, ...] | None:
     if not value:
         return None

@@ -9,6 +9,7 @@ from thresher.flows import dedup
 from thresher.flows.demo_data import write_demo_sources
 from thresher.flows.embed import embed, search
 from thresher.flows.output import summary_table
+from thresher.flows.score import score
 from thresher.scoring.embedders import EmbedderConfig
 from thresher.storage.ingest import IngestConfig, ingest
 from thresher.storage.sql import read_only_query
@@ -19,6 +20,9 @@ QUERIES = {
     "why rows were rejected": "SELECT source, row, reason FROM rejects ORDER BY source, row",
     "duplicates by method": "SELECT method, count(*) AS items, round(min(similarity), 3) AS "
     "min_similarity FROM duplicates GROUP BY method ORDER BY method",
+    "the hardest (least typical) kept item of each cluster": "SELECT c.cluster_id, "
+    "arg_max(i.text, c.distance) AS hardest, round(max(c.distance), 3) AS distance "
+    "FROM clusters c JOIN items i USING (item_id) GROUP BY c.cluster_id ORDER BY c.cluster_id",
     "a near duplicate and the item kept in its place": "SELECT i.text AS dropped, "
     "k.text AS kept, round(d.similarity, 3) AS jaccard FROM duplicates d JOIN items i "
     "USING (item_id) JOIN items k ON k.item_id = d.kept_id WHERE d.method = 'fuzzy' "
@@ -59,6 +63,13 @@ def run_demo(root: Path, *, quiet: bool, echo: Callable[[str], object], progress
             dedup.dedup_semantic(store, 0.95),
         ]
     echo("dedup: " + ", ".join(f"{p.duplicates} {p.method}" for p in passes))
+
+    # score: prototype distance (k-means, one cluster per topic), density, probe uncertainty
+    with progress("score", quiet) as update:
+        sc = score(store, on_progress=update)
+    echo(
+        f"score: {sc.scored.get('prototype_distance', 0)} kept items scored, {sc.clusters} clusters"
+    )
 
     for title, query in QUERIES.items():
         echo(f'\n{title}:\n  thresher sql {store.root} "{query}"')

@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS models (
     model VARCHAR PRIMARY KEY, encoder JSON, dim INTEGER, run_id BIGINT
 );
+CREATE TABLE IF NOT EXISTS centroids (
+    model VARCHAR, run_id BIGINT, k INTEGER, path VARCHAR, seed BIGINT,
+    PRIMARY KEY (model, run_id)
+);
 CREATE TABLE IF NOT EXISTS indexes (
     model VARCHAR, version INTEGER, rotation VARCHAR, rotation_file VARCHAR, dims VARCHAR,
     parts VARCHAR, shortlist_dim INTEGER, shortlist_file VARCHAR, kind VARCHAR, codes VARCHAR,

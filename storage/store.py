@@ -233,7 +233,7 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with catalog.connect(self.catalog_path, read_only=False) as con:
-            catalog.create(con)  # stores made by an older thresher gain new catalog tables
+            catalog.create(con)
             yield con
 
     @contextlib.contextmanager
@@ -266,6 +266,8 @@ class Store:
                 raise ValueError(
                     f"store {self.root} is being written by another thresher process"
                 ) from None
+            with self._write():  # a store made by an older thresher gains new catalog tables
+                pass
             self._remove_orphans()
             with self.read() as con:
                 (last,) = con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0]

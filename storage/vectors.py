@@ -155,7 +155,7 @@ def write_version(
     codes: str,
 ) -> IndexInfo:
     """Stage a new index version: a new part, maybe a new rotation, a new shortlist index."""
-    folder = f"indexes/{_safe(model)}"
+    folder = f"indexes/{safe_name(model)}"
     tag = f"r{run.run_id:06d}"
     if rotation is not None:
         rotation_file = f"{folder}/rotation-{tag}.npy"
@@ -208,5 +208,5 @@ def write_version(
     return info
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

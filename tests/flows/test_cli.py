@@ -16,15 +16,13 @@ from thresher.storage.store import Store
 
 from tests.helpers import snapshot, write_jsonl
 
-COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "embed", "search", "demo"]
+COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "embed", "search", "score", "demo"]
 # The console script of the environment running the tests (CI does not activate the venv).
 THRESHER = str(Path(sys.executable).with_name("thresher"))
 
 
 def thresher(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        ["thresher", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([THRESHER, *map(str, args)], capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"thresher {' '.join(map(str, args))} -> {proc.returncode}\n"

@@ -1,0 +1,115 @@
+"""Self-supervised prototype scores (Sorscher et al. 2022, "Beyond neural scaling laws").
+
+Spherical k-means (FAISS) on unit embeddings; an item's score is its cosine
+distance to the nearest centroid (`prototype_distance` = 1 - cosine): small
+for typical, easy items, large for atypical, hard ones. k should be near the
+number of classes and the result is robust to it; without labels thresher
+takes k = round(sqrt(n / 4)), clamped to [2, 1000]. k-means trains on at most
+256 points per centroid (a seeded sample), so its cost does not grow with n;
+assigning every item then goes through the fused nearest-centroid kernel
+(`thresher.kernels.dispatch`).
+
+`knn_distance` (density): cosine distance to the k-th nearest other item;
+large in sparse regions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.kernels.dispatch import nearest_centroid
+from thresher.storage.stage import Resources, Stage
+
+MAX_POINTS_PER_CENTROID = 256
+
+
+def default_k(n: int, n_labels: int = 0) -> int:
+    """k for n items: the label count when there are labels, else round(sqrt(n / 4))."""
+    if n_labels >= 2:
+        return min(n_labels, n)
+    return int(min(max(2, round(np.sqrt(n / 4))), 1000, max(n, 1)))
+
+
+def spherical_kmeans(vectors: np.ndarray, k: int, seed: int = 0, niter: int = 25) -> np.ndarray:
+    """(k, d) unit centroids of (n, d) unit vectors; deterministic for a seed."""
+    import faiss
+
+    if not 1 <= k <= len(vectors):
+        raise ValueError(
+            f"clusters must be in [1, {len(vectors)}] for {len(vectors)} items, got {k}"
+        )
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    # a canonical row order (by a seeded random projection) makes the result independent
+    # of the order rows arrive in: FAISS samples its initial centroids by position
+    x = x[np.argsort(x @ np.random.default_rng(seed).standard_normal(x.shape[1]), kind="stable")]
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=niter,
+        seed=seed,
+        spherical=True,
+        verbose=False,
+        max_points_per_centroid=MAX_POINTS_PER_CENTROID,
+    )
+    km.train(x)
+    return np.asarray(km.centroids, dtype=np.float32)
+
+
+def prototype_scores(
+    vectors: np.ndarray, centroids: np.ndarray, m: int | None = None, backend: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cluster, prototype_distance, margin) per row; distance = 1 - cosine to the nearest."""
+    idx, cos, margin = nearest_centroid(
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        np.ascontiguousarray(centroids, dtype=np.float32),
+        m,
+        backend,
+    )
+    return idx, (1.0 - cos).astype(np.float32), margin
+
+
+def knn_distance(vectors: np.ndarray, k: int = 10, block: int = 4096) -> np.ndarray:
+    """Cosine distance of each unit vector to its k-th nearest other vector (exact, FAISS)."""
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(x) <= k:
+        raise ValueError(f"knn_distance needs more than k={k} items, got {len(x)}")
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    out = np.empty(len(x), np.float32)
+    for start in range(0, len(x), block):
+        sims, _ = index.search(x[start : start + block], k + 1)  # the first hit is the item
+        out[start : start + block] = 1.0 - sims[:, k]
+    return out
+
+
+class PrototypeStage(Stage):
+    """(item_id, vector) -> (item_id, cluster_id, distance, margin) against fixed centroids."""
+
+    name = "prototype"
+
+    def __init__(self, centroids: np.ndarray, m: int | None = None) -> None:
+        import torch
+
+        self.centroids, self.m = centroids, m
+        self.required_columns = ("item_id", "vector")
+        self.resources = Resources(cpus=1, gpus=1 if torch.cuda.is_available() else 0)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        from thresher.scoring.embedders import arrow_to_vectors
+
+        vectors = arrow_to_vectors(batch.column("vector"))
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        cluster, distance, margin = prototype_scores(
+            vectors / np.maximum(norms, 1e-12), self.centroids, self.m
+        )
+        return pa.table(
+            {
+                "item_id": batch.column("item_id"),
+                "cluster_id": pa.array(cluster.astype(np.int32)),
+                "distance": pa.array(distance.astype(np.float64)),
+                "margin": pa.array(margin.astype(np.float64)),
+            }
+        )

@@ -1,0 +1,70 @@
+"""Proxy-model uncertainty: a linear probe on embeddings, and entropy / margin of its output.
+
+The probe is a torch linear layer trained (full batch, Adam, seeded) on the
+labelled items' embeddings with an optionally weighted cross-entropy; any
+torch module mapping (n, d) float32 to (n, classes) logits can stand in.
+`entropy` is normalized to [0, 1] by log(classes); `margin` is the gap
+between the two most probable classes (small = uncertain).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def train_probe(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    *,
+    weights: np.ndarray | None = None,
+    epochs: int = 200,
+    lr: float = 0.05,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+):
+    """A torch.nn.Linear(d, classes) fitted to (vectors, labels)."""
+    import torch
+
+    if len(vectors) != len(labels) or not len(labels):
+        raise ValueError(f"need as many labels as vectors (got {len(labels)} and {len(vectors)})")
+    torch.manual_seed(seed)
+    x = torch.as_tensor(np.asarray(vectors, np.float32))
+    y = torch.as_tensor(np.asarray(labels, np.int64))
+    w = torch.as_tensor(
+        np.ones(len(y), np.float32) if weights is None else weights, dtype=torch.float32
+    )
+    model = torch.nn.Linear(x.shape[1], classes)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = (torch.nn.functional.cross_entropy(model(x), y, reduction="none") * w).sum() / (
+            w.sum()
+        )
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def predict_proba(model, vectors: np.ndarray, batch: int = 65_536) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(vectors), batch):
+            x = torch.as_tensor(np.asarray(vectors[start : start + batch], np.float32))
+            out.append(torch.softmax(model(x), dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def entropy_margin(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized entropy in [0, 1], top-1 minus top-2 probability) per row of (n, c) probs."""
+    c = probs.shape[1]
+    p = np.clip(probs, 1e-12, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=1) / (np.log(c) if c > 1 else 1.0)
+    top2 = (
+        np.sort(probs, axis=1)[:, -2:]
+        if c > 1
+        else np.concatenate([np.zeros((len(probs), 1)), probs], axis=1)
+    )
+    return entropy.astype(np.float32), (top2[:, 1] - top2[:, 0]).astype(np.float32)

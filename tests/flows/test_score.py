@@ -1,0 +1,72 @@
+"""thresher score end to end on ingested vectors with labels: real store, real Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.flows.score import score
+from thresher.scoring.prototypes import prototype_scores
+from thresher.storage.ingest import IngestConfig, ingest
+from thresher.storage.store import Store
+
+from tests.helpers import clustered
+
+
+def add(store: Store, path, x: np.ndarray, start: int) -> None:
+    labels = np.argmax(x[:, :3], axis=1)
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(start, start + len(x)),
+                "label": labels,
+                "vec": pa.array(list(x), pa.list_(pa.float32())),
+            }
+        ),
+        path,
+    )
+    ingest(
+        store,
+        [str(path)],
+        IngestConfig(id_column="id", label_column="label", embedding_column="vec"),
+    )
+
+
+def test_score_writes_every_metric_then_only_new_items(store, tmp_path, ray_session) -> None:
+    x = clustered(600, 16, seed=7, centres=4)
+    add(store, tmp_path / "a.parquet", x[:500], 0)
+    report = score(store)
+    assert report.clusters == 3  # one per label
+    assert report.scored == {
+        "prototype_distance": 500,
+        "knn_distance": 500,
+        "entropy": 500,
+        "margin": 500,
+    }
+    rows = store.query("SELECT metric, count(*) AS n FROM scores GROUP BY metric ORDER BY 1")
+    assert rows.column("n").to_pylist() == [500] * 4
+    assert store.query("SELECT count(DISTINCT cluster_id) FROM clusters").column(0)[0].as_py() == 3
+    # the stored distances are those of the saved centroids
+    path = store.query("SELECT path FROM centroids").column(0)[0].as_py()
+    centroids = np.load(store.root / path)
+    got = (
+        store.query(
+            "SELECT i.id, s.value FROM scores s JOIN items i USING (item_id) "
+            "WHERE metric = 'prototype_distance' ORDER BY i.id"
+        )
+        .column(1)
+        .to_numpy()
+    )
+    assert np.allclose(got, prototype_scores(x[:500], centroids)[1], atol=1e-5)
+
+    add(store, tmp_path / "b.parquet", x[500:], 1000)
+    again = score(store)
+    assert set(again.scored.values()) == {100}  # only the new batch, against saved centroids
+    assert store.query("SELECT count(*) FROM centroids").column(0)[0].as_py() == 1
+
+
+def test_unknown_metric_is_refused(store) -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        score(store, metrics=["vibes"])
