@@ -31,7 +31,13 @@ def default_k(n: int, n_labels: int = 0) -> int:
     return int(min(max(2, round(np.sqrt(n / 4))), 1000, max(n, 1)))
 
 
-def spherical_kmeans(vectors: np.ndarray, k: int, seed: int = 0, niter: int = 25) -> np.ndarray:
+def spherical_kmeans(
+    vectors: np.ndarray,
+    k: int,
+    seed: int = 0,
+    niter: int = 20,
+    points_per_centroid: int = MAX_POINTS_PER_CENTROID,
+) -> np.ndarray:
     """(k, d) unit centroids of (n, d) unit vectors; deterministic for a seed."""
     import faiss
 
@@ -39,20 +45,27 @@ def spherical_kmeans(vectors: np.ndarray, k: int, seed: int = 0, niter: int = 25
         raise ValueError(
             f"clusters must be in [1, {len(vectors)}] for {len(vectors)} items, got {k}"
         )
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    # a canonical row order (by a seeded random projection) makes the result independent
-    # of the order rows arrive in: FAISS samples its initial centroids by position
-    x = x[np.argsort(x @ np.random.default_rng(seed).standard_normal(x.shape[1]), kind="stable")]
+    # The training sample and its order depend only on each row's content (a seeded random
+    # projection, hashed to [0, 1)), never on row positions: the same rows in any order give
+    # the same centroids. Only the sample is copied, never the whole array.
+    proj = np.asarray(vectors, dtype=np.float32) @ np.random.default_rng(seed).standard_normal(
+        vectors.shape[1]
+    ).astype(np.float32)
+    key = np.modf(np.abs(proj.astype(np.float64)) * 1e4)[0]
+    size = min(len(vectors), k * points_per_centroid)
+    pick = np.argpartition(key, size - 1)[:size] if size < len(vectors) else np.arange(size)
+    pick = pick[np.argsort(key[pick], kind="stable")]
+    sample = np.ascontiguousarray(vectors[pick], dtype=np.float32)
     km = faiss.Kmeans(
-        x.shape[1],
+        sample.shape[1],
         k,
         niter=niter,
         seed=seed,
         spherical=True,
         verbose=False,
-        max_points_per_centroid=MAX_POINTS_PER_CENTROID,
+        max_points_per_centroid=points_per_centroid,
     )
-    km.train(x)
+    km.train(sample)
     return np.asarray(km.centroids, dtype=np.float32)
 
 
