@@ -48,10 +48,9 @@ def spherical_kmeans(
     # The training sample and its order depend only on each row's content (a seeded random
     # projection, hashed to [0, 1)), never on row positions: the same rows in any order give
     # the same centroids. Only the sample is copied, never the whole array.
-    proj = np.asarray(vectors, dtype=np.float32) @ np.random.default_rng(seed).standard_normal(
-        vectors.shape[1]
-    ).astype(np.float32)
-    key = np.modf(np.abs(proj.astype(np.float64)) * 1e4)[0]
+    direction = np.random.default_rng(seed).standard_normal(vectors.shape[1]).astype(np.float32)
+    proj = np.asarray(np.asarray(vectors, dtype=np.float32) @ direction, dtype=np.float64)
+    key = np.modf(np.abs(proj) * 1e4)[0]
     size = min(len(vectors), k * points_per_centroid)
     pick = np.argpartition(key, size - 1)[:size] if size < len(vectors) else np.arange(size)
     pick = pick[np.argsort(key[pick], kind="stable")]
