@@ -48,7 +48,9 @@ def spherical_kmeans(
     # The training sample and its order depend only on each row's content (a seeded random
     # projection, hashed to [0, 1)), never on row positions: the same rows in any order give
     # the same centroids. Only the sample is copied, never the whole array.
-    direction = np.random.default_rng(seed).standard_normal(vectors.shape[1]).astype(np.float32)
+    direction = np.asarray(
+        np.random.default_rng(seed).standard_normal(vectors.shape[1]), dtype=np.float32
+    )
     proj = np.asarray(np.asarray(vectors, dtype=np.float32) @ direction, dtype=np.float64)
     key = np.modf(np.abs(proj) * 1e4)[0]
     size = min(len(vectors), k * points_per_centroid)
