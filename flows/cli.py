@@ -308,6 +308,90 @@ def score(
     click.echo(summary_table(describe(report)), nl=False)
 
 
+@cli.command("select")
+@click.argument("store")
+@click.argument("name")
+@click.option(
+    "--keep",
+    type=click.FloatRange(0, 1, min_open=True),
+    required=True,
+    metavar="FRACTION",
+    help="Fraction of the candidates to keep.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(["auto", "hard", "easy", "random", "ccs", "kcenter"]),
+    default="auto",
+    show_default=True,
+    help="auto is ccs for now (see README).",
+)
+@click.option(
+    "--balance",
+    type=click.Choice(["cluster", "label", "none"]),
+    default="cluster",
+    show_default=True,
+    help="Split the budget over clusters or labels.",
+)
+@click.option(
+    "--where",
+    default=None,
+    metavar="SQL",
+    help="Restrict candidates: a SQL condition on items' columns.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", default=None, help="Embeddings for kcenter [default: the only one].")
+def select_cmd(
+    store: str,
+    name: str,
+    keep: float,
+    policy: str,
+    balance: str,
+    where: str | None,
+    seed: int,
+    model: str | None,
+) -> None:
+    """Keep FRACTION of STORE's non-duplicate items as selection NAME (table selections)."""
+    from thresher.flows.select import select_items
+
+    r = select_items(
+        _open_store(store),
+        name,
+        keep,
+        policy=policy,
+        balance=balance,
+        where=where,
+        seed=seed,
+        model=model,
+    )
+    click.echo(
+        summary_table(
+            [
+                {
+                    "selection": r.name,
+                    "policy": r.policy,
+                    "candidates": r.candidates,
+                    "selected": r.selected,
+                    "run": r.run_id,
+                }
+            ]
+        ),
+        nl=False,
+    )
+
+
+@cli.command("export")
+@click.argument("store")
+@click.argument("name")
+@click.argument("out_dir")
+def export_cmd(store: str, name: str, out_dir: str) -> None:
+    """Write selection NAME (its latest run) with every item column and its weight to
+    OUT_DIR as Parquet."""
+    from thresher.flows.select import export
+
+    rows = export(_open_store(store), name, out_dir)
+    click.echo(f"{rows} rows written to {out_dir}")
+
+
 def _int_list(value: str | None) -> tuple[int, ...] | None:
     if not value:
         return None

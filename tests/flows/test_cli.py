@@ -16,7 +16,19 @@ from thresher.storage.store import Store
 
 from tests.helpers import snapshot, write_jsonl
 
-COMMANDS = ["init", "ingest", "sql", "runs", "dedup", "embed", "search", "score", "demo"]
+COMMANDS = [
+    "init",
+    "ingest",
+    "sql",
+    "runs",
+    "dedup",
+    "embed",
+    "search",
+    "score",
+    "select",
+    "export",
+    "demo",
+]
 # The console script of the environment running the tests (CI does not activate the venv).
 THRESHER = str(Path(sys.executable).with_name("thresher"))
 

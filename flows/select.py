@@ -1,0 +1,170 @@
+"""Wiring of `thresher select` and `thresher export`: scores in the store -> a selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from thresher.scoring.matryoshka import normalize
+from thresher.selection.pruning import AUTO, select
+from thresher.storage import vectors as vstore
+from thresher.storage.queries import texts
+from thresher.storage.sql import read_only_query
+from thresher.storage.store import StageCounts, Store
+
+BALANCE = ("cluster", "label", "none")
+
+
+@dataclass(frozen=True)
+class SelectReport:
+    run_id: int
+    name: str
+    policy: str
+    candidates: int
+    selected: int
+
+
+def select_items(
+    store: Store,
+    name: str,
+    keep: float,
+    *,
+    policy: str = "auto",
+    balance: str = "cluster",
+    where: str | None = None,
+    seed: int = 0,
+    model: str | None = None,
+) -> SelectReport:
+    """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"--keep must be in (0, 1], got {keep}")
+    if balance not in BALANCE:
+        raise ValueError(f"balance {balance!r}: allowed {', '.join(BALANCE)}")
+    if not name.strip():
+        raise ValueError("a selection needs a name")
+    # candidates: items that are not duplicates, restricted by --where, in item_id order
+    sql = "SELECT item_id FROM items ANTI JOIN duplicates USING (item_id)"
+    if where:
+        sql += f" WHERE ({where})"
+    ids = np.sort(read_only_query(store, sql).column(0).to_numpy())
+    if not len(ids):
+        raise ValueError("no candidate items (all are duplicates, or --where matches none)")
+    budget = round(keep * len(ids))
+    needs_scores = policy in ("auto", "hard", "easy", "ccs")
+    scores = (
+        _latest(
+            store,
+            "SELECT item_id, arg_max(value, run_id) FROM scores WHERE metric = "
+            "'prototype_distance' GROUP BY item_id",
+            ids,
+            "prototype_distance",
+        )
+        if needs_scores
+        else None
+    )
+    groups = None
+    if balance == "cluster":
+        groups = _latest(
+            store,
+            "SELECT item_id, arg_max(cluster_id, run_id) FROM clusters GROUP BY item_id",
+            ids,
+            "cluster",
+        )
+    elif balance == "label":
+        groups = np.asarray([str(v) for v in texts(store, ids, _label_column(store))])
+    vectors = _vectors(store, ids, model) if policy == "kcenter" else None
+    picked = select(
+        len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
+    )
+    with store.run(
+        "select",
+        {
+            "name": name,
+            "keep": keep,
+            "policy": policy,
+            "balance": balance,
+            "where": where,
+            "seed": seed,
+        },
+    ) as run:
+        n = len(picked)
+        run.write_table(
+            "selections",
+            pa.table(
+                {
+                    "selection": pa.array([name] * n, pa.string()),
+                    "item_id": pa.array(ids[picked], pa.int64()),
+                    "weight": pa.array(np.ones(n)),
+                    "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
+                }
+            ),
+        )
+        run.record(StageCounts("select", name, len(ids), n, len(ids) - n, 0))
+        run.message = f"{n} of {len(ids)} kept as {name!r} ({policy}"
+        run.message += f" = {AUTO})" if policy == "auto" else ")"
+    return SelectReport(run.run_id, name, policy, len(ids), n)
+
+
+def _latest(store: Store, sql: str, ids: np.ndarray, what: str) -> np.ndarray:
+    """(item_id, value) rows of `sql` looked up for each candidate; an error if any lacks one."""
+    table = store.query(sql)
+    lookup = dict(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+    missing = sum(1 for i in ids.tolist() if i not in lookup)
+    if missing:
+        raise ValueError(f"{missing} of {len(ids)} candidates have no {what}: run thresher score")
+    return np.asarray([lookup[i] for i in ids.tolist()])
+
+
+def _label_column(store: Store) -> str:
+    cols = (
+        store.query(
+            "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
+        )
+        .column(0)
+        .to_pylist()
+    )
+    if len(cols) != 1:
+        raise ValueError("--balance label needs one label column (ingest with --label-column)")
+    return cols[0]
+
+
+def _vectors(store: Store, ids: np.ndarray, model: str | None) -> np.ndarray:
+    model = vstore.pick_model(store, model)
+    parts = list(vstore.iter_embeddings(store, model))
+    all_ids = np.concatenate([p[0] for p in parts])
+    pos = {v: i for i, v in enumerate(all_ids.tolist())}
+    missing = [i for i in ids.tolist() if i not in pos]
+    if missing:
+        raise ValueError(f"{len(missing)} candidates have no {model!r} vector: run thresher embed")
+    return normalize(np.concatenate([p[1] for p in parts]))[[pos[i] for i in ids.tolist()]]
+
+
+def export(store: Store, name: str, out_dir: str) -> int:
+    """Write selection `name` (its latest run) joined to its items as a Parquet dataset."""
+    table = store.query(
+        "SELECT i.*, s.weight FROM selections s JOIN items i USING (item_id) "
+        "WHERE s.selection = $n AND s.run_id = (SELECT max(run_id) FROM selections "
+        "WHERE selection = $n) ORDER BY i.item_id",
+        {"n": name},
+    )
+    if not table.num_rows:
+        known = store.query("SELECT DISTINCT selection FROM selections ORDER BY 1").column(0)
+        raise ValueError(
+            f"no selection named {name!r}; selections: {', '.join(known.to_pylist()) or 'none'}"
+        )
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty")
+    ds.write_dataset(
+        table,
+        out,
+        format="parquet",
+        basename_template="part-{i}.parquet",
+        max_rows_per_file=1_000_000,
+        max_rows_per_group=65_536,
+    )
+    return table.num_rows

@@ -1,0 +1,77 @@
+"""thresher select / export on a real store: duplicates never selected, SQL-visible weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.flows import dedup
+from thresher.flows.score import score
+from thresher.flows.select import export, select_items
+from thresher.scoring.matryoshka import normalize
+from thresher.storage.ingest import IngestConfig, ingest
+
+from tests.helpers import clustered
+
+
+@pytest.fixture
+def scored(store, tmp_path, ray_session):
+    x = clustered(400, 16, seed=3, centres=4)
+    x = np.concatenate([x, normalize(x[:40] + 0.001)])  # 40 near-copies to dedup
+    labels = np.argmax(x[:, :3], axis=1)
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(len(x)),
+                "label": labels,
+                "vec": pa.array(list(x), pa.list_(pa.float32())),
+            }
+        ),
+        tmp_path / "v.parquet",
+    )
+    ingest(
+        store,
+        [str(tmp_path / "v.parquet")],
+        IngestConfig(id_column="id", label_column="label", embedding_column="vec"),
+    )
+    assert dedup.dedup_semantic(store, 0.999).duplicates >= 40
+    score(store, metrics=["prototype"])
+    return store
+
+
+@pytest.mark.parametrize("policy", ["auto", "hard", "random", "kcenter"])
+def test_select_never_picks_duplicates_and_is_queryable(scored, policy) -> None:
+    report = select_items(scored, "s", 0.25, policy=policy)
+    kept = scored.query("SELECT count(*) FROM items ANTI JOIN duplicates USING (item_id)")
+    assert report.candidates == kept.column(0)[0].as_py()
+    assert report.selected == round(0.25 * report.candidates)
+    rows = scored.query(
+        "SELECT count(*) AS n, sum(weight) AS w FROM selections s "
+        "SEMI JOIN duplicates d USING (item_id)"
+    ).to_pylist()[0]
+    assert rows["n"] == 0
+    total = scored.query("SELECT sum(weight) FROM selections").column(0)[0].as_py()
+    assert total == report.selected
+
+
+def test_where_and_label_balance_and_export(scored, tmp_path) -> None:
+    r = select_items(scored, "lab", 0.5, policy="random", balance="label", where="label = 1")
+    labels = (
+        scored.query(
+            "SELECT DISTINCT i.label FROM selections s JOIN items i "
+            "USING (item_id) WHERE selection = 'lab'"
+        )
+        .column(0)
+        .to_pylist()
+    )
+    assert labels == [1] and r.selected > 0
+    n = export(scored, "lab", str(tmp_path / "out"))
+    table = ds.dataset(tmp_path / "out").to_table()
+    assert n == table.num_rows == r.selected and "weight" in table.column_names
+    with pytest.raises(ValueError, match="no selection named"):
+        export(scored, "missing", str(tmp_path / "o2"))
+    with pytest.raises(ValueError, match="keep must be"):
+        select_items(scored, "x", 1.5)

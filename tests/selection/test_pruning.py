@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from thresher.selection.pruning import ccs, kcenter, quotas, select
+
+from tests.helpers import clustered
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=8), st.integers(0, 200))
+def test_quotas_are_exact_capped_and_cover_groups(sizes, budget) -> None:
+    q = quotas(np.array(sizes), budget)
+    assert q.sum() == min(budget, sum(sizes))
+    assert (q <= np.array(sizes)).all()
+    if budget >= len(sizes):
+        assert all(qq >= 1 for qq, s in zip(q, sizes, strict=True) if s > 0)
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    policy=st.sampled_from(["auto", "hard", "easy", "random", "ccs", "kcenter"]),
+    keep=st.floats(0.01, 1.0),
+    balanced=st.booleans(),
+    seed=st.integers(0, 5),
+)
+def test_budgets_are_exact_and_seeded(policy, keep, balanced, seed) -> None:
+    x = clustered(300, 8, seed=1)
+    scores = 1 - x @ x[:5].mean(axis=0)
+    groups = np.arange(300) % 7 if balanced else None
+    budget = round(keep * 300)
+    a = select(300, budget, policy, scores=scores, vectors=x, groups=groups, seed=seed)
+    b = select(300, budget, policy, scores=scores, vectors=x, groups=groups, seed=seed)
+    assert len(a) == budget == len(np.unique(a)) and np.array_equal(a, b)
+
+
+def test_hard_and_easy_take_the_ends() -> None:
+    scores = np.array([0.5, 0.1, 0.9, 0.3])
+    assert select(4, 2, "hard", scores=scores).tolist() == [0, 2]
+    assert select(4, 2, "easy", scores=scores).tolist() == [1, 3]
+
+
+def test_balance_keeps_every_cluster() -> None:
+    scores = np.r_[np.zeros(90), np.ones(10)]  # cluster 1 is all "hard"
+    groups = np.r_[np.zeros(90, int), np.ones(10, int)]
+    picked = select(100, 10, "easy", scores=scores, groups=groups)
+    assert set(groups[picked]) == {0, 1}
+
+
+def test_ccs_drops_the_hardest_tail_and_covers_the_range() -> None:
+    scores = np.linspace(0, 1, 1000)
+    picked = ccs(scores, 100, np.random.default_rng(0), bins=10, tail=0.1)
+    assert len(picked) == 100 and scores[picked].max() < 0.9  # the top 10% are gone
+    assert len(np.unique(np.floor(scores[picked] * 10))) == 9  # every remaining stratum
+
+
+def test_kcenter_spreads_out() -> None:
+    x = clustered(500, 8, seed=2, centres=5)
+    labels = np.argmax(x @ x[np.array([0, 100, 200, 300, 400])].T, axis=1)
+    chosen = kcenter(x, 20, np.random.default_rng(0))
+    assert len(set(labels[chosen])) >= 4
+
+
+def test_score_policies_need_scores() -> None:
+    with pytest.raises(ValueError, match="needs prototype_distance"):
+        select(10, 3, "hard")
+    with pytest.raises(ValueError, match="allowed"):
+        select(10, 3, "best")
