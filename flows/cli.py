@@ -323,7 +323,7 @@ def score(
     type=click.Choice(["auto", "hard", "easy", "random", "ccs", "kcenter"]),
     default="auto",
     show_default=True,
-    help="auto is ccs for now (see README).",
+    help="auto is cluster-balanced random (measured; see README).",
 )
 @click.option(
     "--balance",

@@ -24,6 +24,7 @@ from thresher.scoring.prototypes import (
     spherical_kmeans,
 )
 from thresher.scoring.uncertainty import entropy_margin, predict_proba, train_probe
+from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import run_stage
 from thresher.storage.store import Run, StageCounts, Store
@@ -73,7 +74,7 @@ def score(
     if not len(ids):
         raise ValueError(f"no kept item has a {model!r} vector")
     done = _scored(store)
-    labels = _labels(store, ids)
+    labels = queries.labels(store, ids) or [None] * len(ids)
     scored: dict[str, int] = {}
     note = ""
     with store.run(
@@ -177,21 +178,6 @@ def _scored(store: Store) -> dict[str, np.ndarray]:
         "GROUP BY metric ORDER BY metric"
     ).to_pylist()
     return {r["metric"]: np.asarray(r["ids"], np.int64) for r in rows}
-
-
-def _labels(store: Store, ids: np.ndarray) -> list:
-    cols = (
-        store.query(
-            "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
-        )
-        .column(0)
-        .to_pylist()
-    )
-    if len(cols) != 1:
-        return [None] * len(ids)
-    from thresher.storage.queries import texts
-
-    return [None if v is None else str(v) for v in texts(store, ids, cols[0])]
 
 
 def _saved_centroids(store: Store, model: str) -> np.ndarray | None:

@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.pruning import AUTO, select
 from thresher.storage import vectors as vstore
-from thresher.storage.queries import texts
+from thresher.storage.queries import labels
 from thresher.storage.sql import read_only_query
 from thresher.storage.store import StageCounts, Store
 
@@ -75,7 +75,10 @@ def select_items(
             "cluster",
         )
     elif balance == "label":
-        groups = np.asarray([str(v) for v in texts(store, ids, _label_column(store))])
+        found = labels(store, ids)
+        if found is None:
+            raise ValueError("--balance label needs one label column (ingest with --label-column)")
+        groups = np.asarray([str(v) for v in found])
     vectors = _vectors(store, ids, model) if policy == "kcenter" else None
     picked = select(
         len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
@@ -117,19 +120,6 @@ def _latest(store: Store, sql: str, ids: np.ndarray, what: str) -> np.ndarray:
     if missing:
         raise ValueError(f"{missing} of {len(ids)} candidates have no {what}: run thresher score")
     return np.asarray([lookup[i] for i in ids.tolist()])
-
-
-def _label_column(store: Store) -> str:
-    cols = (
-        store.query(
-            "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
-        )
-        .column(0)
-        .to_pylist()
-    )
-    if len(cols) != 1:
-        raise ValueError("--balance label needs one label column (ingest with --label-column)")
-    return cols[0]
 
 
 def _vectors(store: Store, ids: np.ndarray, model: str | None) -> np.ndarray:

@@ -69,3 +69,18 @@ def minhash_signatures(store: Store, ids: np.ndarray) -> np.ndarray:
         raise ValueError(f"{len(ids) - rows.num_rows} kept items have no saved signature")
     flat = rows.column(0).combine_chunks().flatten().to_numpy()
     return flat.reshape(len(ids), -1).astype(np.uint32) if len(ids) else flat
+
+
+def labels(store: Store, ids: np.ndarray) -> list[str | None] | None:
+    """Each item's label as text (None where unlabelled); None if the store has no single
+    label column."""
+    cols = (
+        store.query(
+            "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
+        )
+        .column(0)
+        .to_pylist()
+    )
+    if len(cols) != 1:
+        return None
+    return [None if v is None else str(v) for v in texts(store, ids, cols[0])]
