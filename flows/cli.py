@@ -392,6 +392,36 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
     click.echo(f"{rows} rows written to {out_dir}")
 
 
+@cli.command()
+@click.argument("store")
+@click.argument("name")
+@click.option("--budget", type=click.IntRange(min=1), required=True, help="Labels to spend.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--strategy",
+    type=click.Choice(["iwes", "iwes-dis", "entropy", "margin", "random"]),
+    default="iwes",
+    show_default=True,
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", default=None, help="Which model's vectors [default: the only one].")
+def learn(
+    store: str, name: str, budget: int, rounds: int, strategy: str, seed: int, model: str | None
+) -> None:
+    """Active learning in simulation: the label column is the oracle; the items picked,
+    with their importance weights, become selection NAME."""
+    from thresher.flows.learn import learn as run_learn
+
+    r = run_learn(
+        _open_store(store), name, budget, rounds=rounds, strategy=strategy, seed=seed, model=model
+    )
+    click.echo(
+        summary_table([{"labels used": n, "pool accuracy": round(acc, 4)} for n, acc in r.curve]),
+        nl=False,
+    )
+    click.echo(f"selection {r.name!r}: {r.selected} of {r.pool} items, strategy {r.strategy}")
+
+
 def _int_list(value: str | None) -> tuple[int, ...] | None:
     if not value:
         return None

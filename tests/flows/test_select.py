@@ -75,3 +75,24 @@ def test_where_and_label_balance_and_export(scored, tmp_path) -> None:
         export(scored, "missing", str(tmp_path / "o2"))
     with pytest.raises(ValueError, match="keep must be"):
         select_items(scored, "x", 1.5)
+
+
+def test_learn_writes_weighted_selection(scored) -> None:
+    from thresher.flows.learn import learn
+
+    r = learn(scored, "al", 60, rounds=3, strategy="iwes", seed=1)
+    assert 0 < r.selected <= 60 and len(r.curve) >= 2
+    rows = scored.query(
+        "SELECT count(*) AS n, min(weight) AS lo, max(weight) AS hi FROM "
+        "selections WHERE selection = 'al'"
+    ).to_pylist()[0]
+    assert rows["n"] == r.selected and rows["lo"] >= 1 and rows["hi"] <= 20
+    dup = (
+        scored.query(
+            "SELECT count(*) FROM selections s SEMI JOIN duplicates USING (item_id) "
+            "WHERE selection = 'al'"
+        )
+        .column(0)[0]
+        .as_py()
+    )
+    assert dup == 0
