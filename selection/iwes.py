@@ -88,7 +88,7 @@ def active_learn(
     weights = [1.0] * batch
     labels = list(oracle(np.asarray(selected)))
     result = ActiveResult(np.zeros(0, np.int64), np.zeros(0))
-    for r in range(rounds):
+    for r in range(rounds + 1):  # train and evaluate after every batch, the last included
         model = train_probe(
             vectors[selected],
             np.asarray(labels),
@@ -99,7 +99,7 @@ def active_learn(
         if evaluate:
             result.curve.append((len(selected), evaluate(model)))
         room = budget - len(selected)
-        if room <= 0:
+        if r == rounds or room <= 0:
             break
         pool = np.setdiff1d(np.arange(len(vectors)), selected)
         take = min(room, batch if r < rounds - 1 else room)
@@ -119,15 +119,6 @@ def active_learn(
         selected.extend(new.tolist())
         weights.extend(w.tolist())
         labels.extend(oracle(new).tolist())
-    model = train_probe(
-        vectors[selected],
-        np.asarray(labels),
-        classes,
-        weights=np.asarray(weights, np.float32),
-        seed=seed,
-    )
-    if evaluate:
-        result.curve.append((len(selected), evaluate(model)))
     result.selected, result.weights = np.asarray(selected), np.asarray(weights)
     return result
 
