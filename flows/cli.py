@@ -422,6 +422,19 @@ def learn(
     click.echo(f"selection {r.name!r}: {r.selected} of {r.pool} items, strategy {r.strategy}")
 
 
+@cli.command()
+@click.argument("store")
+@click.argument("file")
+@click.option("--allow-new-classes", is_flag=True, help="Accept classes not seen before.")
+def label(store: str, file: str, allow_new_classes: bool) -> None:
+    """Bring annotators' labels back: FILE (CSV, JSONL or Parquet) with columns item_id and
+    label. Unknown items, or classes never seen before, are refused."""
+    from thresher.flows.learn import add_labels
+
+    n = add_labels(_open_store(store), file, allow_new_classes)
+    click.echo(f"{n} labels recorded")
+
+
 def _int_list(value: str | None) -> tuple[int, ...] | None:
     if not value:
         return None

@@ -1,4 +1,11 @@
-"""Wiring of `thresher learn` (simulation mode): the store's label column is the oracle."""
+"""Wiring of `thresher learn` and `thresher label`.
+
+With labels for every candidate (an ingested label column), `learn` simulates
+the whole loop with that column as the oracle. Without them it runs one round
+per call: the items to label next are added to selection NAME (with their
+importance weights); `thresher export` hands NAME to annotators and
+`thresher label STORE FILE` brings their labels back for the next round.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.scoring.matryoshka import normalize
-from thresher.selection.iwes import active_learn
+from thresher.scoring.uncertainty import train_probe
+from thresher.selection.iwes import active_learn, pick_batch
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.store import StageCounts, Store
@@ -40,13 +48,9 @@ def learn(
     parts = list(vstore.iter_embeddings(store, model, skip_ids=dups))
     ids = np.concatenate([p[0] for p in parts])
     vectors = normalize(np.concatenate([p[1] for p in parts]))
-    found = queries.labels(store, ids)
-    if found is None:
-        raise ValueError(
-            "thresher learn needs a label column to act as the oracle (ingest with "
-            "--label-column); the export/label loop for unlabelled data is not "
-            "built yet"
-        )
+    found = queries.labels(store, ids) or [None] * len(ids)
+    if queries.label_column(store) is None:  # no oracle: one round of the real label loop
+        return _one_round(store, name, budget, rounds, strategy, seed, model, ids, vectors, found)
     has = np.array([v is not None for v in found])
     ids, vectors = ids[has], vectors[has]
     classes, y = np.unique(np.asarray([v for v in found if v is not None]), return_inverse=True)
@@ -90,8 +94,146 @@ def learn(
     return LearnReport(run.run_id, name, strategy, len(ids), n, result.curve)
 
 
+def _one_round(
+    store: Store,
+    name: str,
+    budget: int,
+    rounds: int,
+    strategy: str,
+    seed: int,
+    model: str,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    found: list,
+) -> LearnReport:
+    """Add the next batch to label to selection `name` (unlabelled data: a real loop)."""
+    previous = store.query(
+        "SELECT item_id, weight FROM selections WHERE selection = $n AND run_id = "
+        "(SELECT max(run_id) FROM selections WHERE selection = $n)",
+        {"n": name},
+    )
+    chosen = dict(zip(previous.column(0).to_pylist(), previous.column(1).to_pylist(), strict=True))
+    batch = max(1, budget // (rounds + 1))
+    room = budget - len(chosen)
+    if room <= 0:
+        raise ValueError(f"selection {name!r} already holds the budget of {budget} items")
+    take = min(batch, room)
+    rng = np.random.default_rng([seed, len(chosen)])
+    pos = {v: i for i, v in enumerate(ids.tolist())}
+    labelled = [pos[i] for i in chosen if i in pos and found[pos[i]] is not None]
+    pool = np.setdiff1d(np.arange(len(ids)), [pos[i] for i in chosen if i in pos])
+    classes, y = np.unique(
+        np.asarray([found[p] for p in labelled], dtype=object).astype(str), return_inverse=True
+    )
+    if len(classes) < 2:  # nothing to learn from yet: a uniform seed batch
+        new, w = (
+            rng.choice(pool, min(take, len(pool)), replace=False),
+            np.ones(min(take, len(pool))),
+        )
+    else:
+        weights = np.asarray([chosen[ids[p]] for p in labelled], np.float32)
+        probe = train_probe(vectors[labelled], y, len(classes), weights=weights, seed=seed)
+        new, w = pick_batch(
+            strategy,
+            probe,
+            vectors,
+            pool,
+            np.asarray(labelled),
+            list(y),
+            len(classes),
+            list(weights),
+            take,
+            rng,
+            seed,
+        )
+    chosen.update(zip(ids[new].tolist(), np.asarray(w, float).tolist(), strict=True))
+    with store.run(
+        "learn",
+        {
+            "name": name,
+            "budget": budget,
+            "rounds": rounds,
+            "strategy": strategy,
+            "seed": seed,
+            "model": model,
+            "mode": "label loop",
+        },
+    ) as run:
+        n = len(chosen)
+        run.write_table(
+            "selections",
+            pa.table(
+                {
+                    "selection": pa.array([name] * n, pa.string()),
+                    "item_id": pa.array(list(chosen), pa.int64()),
+                    "weight": pa.array(list(chosen.values()), pa.float64()),
+                    "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
+                }
+            ),
+        )
+        run.record(StageCounts("learn", name, len(ids), len(new), len(ids) - len(new), 0))
+        run.message = (
+            f"{len(new)} items to label added to {name!r}: thresher export, then thresher label"
+        )
+    return LearnReport(run.run_id, name, strategy, len(ids), len(new), [])
+
+
 def _train_accuracy(model, vectors: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the proxy on the whole labelled pool (the oracle knows every label)."""
     from thresher.scoring.uncertainty import predict_proba
 
     return float((predict_proba(model, vectors).argmax(axis=1) == y).mean())
+
+
+def add_labels(store: Store, path: str, allow_new_classes: bool = False) -> int:
+    """Record an annotators' file of (item_id, label) rows; refuse unknown items or classes."""
+    from pathlib import Path
+
+    from thresher.storage.readers import detect_format, read_chunks
+
+    source = Path(path)
+    if not source.is_file():
+        raise ValueError(f"{path}: no such file")
+    chunks = list(read_chunks(source, detect_format(source, "auto"), 1 << 20))
+    tables = [c.table for c in chunks if c.table.num_rows]
+    if not tables or any(c.rejects for c in chunks):
+        bad = sum(len(c.rejects) for c in chunks)
+        raise ValueError(f"{path}: {bad} unreadable rows" if bad else f"{path}: no rows")
+    table = pa.concat_tables(tables, promote_options="permissive")
+    missing = [c for c in ("item_id", "label") if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"{path}: no column {missing[0]!r}; columns: {', '.join(table.column_names)}"
+        )
+    item_ids = table.column("item_id").cast(pa.int64()).to_numpy()
+    values = table.column("label").to_pylist()
+    if any(v is None or not str(v).strip() for v in values):
+        raise ValueError(f"{path}: empty label(s) in column 'label'")
+    values = [str(v) for v in values]
+    known_ids = store.query("SELECT item_id FROM items").column(0).to_numpy()
+    unknown = np.setdiff1d(item_ids, known_ids)
+    if len(unknown):
+        raise ValueError(
+            f"{path}: {len(unknown)} item_id(s) are not in the store, e.g. {unknown[0]}"
+        )
+    old = queries.labels(store, known_ids) or []
+    classes = {v for v in old if v is not None}
+    new_classes = sorted(set(values) - classes)
+    if classes and new_classes and not allow_new_classes:
+        raise ValueError(
+            f"{path}: unknown class(es) {', '.join(new_classes[:5])} (known: "
+            f"{', '.join(sorted(classes)[:10])}); pass --allow-new-classes"
+        )
+    with store.run("label", {"file": str(source.absolute())}) as run:
+        run.write_table(
+            "labels",
+            pa.table(
+                {
+                    "item_id": pa.array(item_ids, pa.int64()),
+                    "label": pa.array(values, pa.string()),
+                    "run_id": pa.array(np.full(len(values), run.run_id), pa.int64()),
+                }
+            ),
+        )
+        run.record(StageCounts("label", str(source), len(values), len(values), 0, 0))
+    return len(values)

@@ -103,7 +103,7 @@ def active_learn(
             break
         pool = np.setdiff1d(np.arange(len(vectors)), selected)
         take = min(room, batch if r < rounds - 1 else room)
-        new, w = _pick(
+        new, w = pick_batch(
             strategy,
             model,
             vectors,
@@ -123,7 +123,8 @@ def active_learn(
     return result
 
 
-def _pick(strategy, model, vectors, pool, selected, labels, classes, weights, take, rng, seed):
+def pick_batch(strategy, model, vectors, pool, selected, labels, classes, weights, take, rng, seed):
+    """The next `take` pool positions for `strategy` and their weights (see the module)."""
     if strategy == "random":
         return rng.choice(pool, take, replace=False), np.ones(take)
     ent, mar = entropy_margin(predict_proba(model, vectors[pool]))

@@ -38,6 +38,7 @@ TABLES: dict[str, str] = {
     "selections": "selection VARCHAR, item_id BIGINT, weight DOUBLE, run_id BIGINT",
     "minhashes": "item_id BIGINT, signature UINTEGER[], run_id BIGINT",
     "dedup_checked": "item_id BIGINT, method VARCHAR, key BIGINT, run_id BIGINT",
+    "labels": "item_id BIGINT, label VARCHAR, run_id BIGINT",
 }
 
 _DDL = """

@@ -71,9 +71,8 @@ def minhash_signatures(store: Store, ids: np.ndarray) -> np.ndarray:
     return flat.reshape(len(ids), -1).astype(np.uint32) if len(ids) else flat
 
 
-def labels(store: Store, ids: np.ndarray) -> list[str | None] | None:
-    """Each item's label as text (None where unlabelled); None if the store has no single
-    label column."""
+def label_column(store: Store) -> str | None:
+    """The one label column named at ingest, if there is exactly one."""
     cols = (
         store.query(
             "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
@@ -81,6 +80,18 @@ def labels(store: Store, ids: np.ndarray) -> list[str | None] | None:
         .column(0)
         .to_pylist()
     )
-    if len(cols) != 1:
+    return cols[0] if len(cols) == 1 else None
+
+
+def labels(store: Store, ids: np.ndarray) -> list[str | None] | None:
+    """Each item's label as text, None where unlabelled: from `thresher label` files (the
+    latest wins), else the ingested label column. None if the store has neither."""
+    column = label_column(store)
+    given = store.query("SELECT item_id, arg_max(label, run_id) FROM labels GROUP BY item_id")
+    if column is None and not given.num_rows:
         return None
-    return [None if v is None else str(v) for v in texts(store, ids, cols[0])]
+    base = texts(store, ids, column) if column else [None] * len(ids)
+    extra = dict(zip(given.column(0).to_pylist(), given.column(1).to_pylist(), strict=True))
+    return [
+        extra.get(i, None if v is None else str(v)) for i, v in zip(ids.tolist(), base, strict=True)
+    ]

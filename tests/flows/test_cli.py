@@ -27,6 +27,8 @@ COMMANDS = [
     "score",
     "select",
     "export",
+    "learn",
+    "label",
     "demo",
 ]
 # The console script of the environment running the tests (CI does not activate the venv).

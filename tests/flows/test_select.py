@@ -96,3 +96,60 @@ def test_learn_writes_weighted_selection(scored) -> None:
         .as_py()
     )
     assert dup == 0
+
+
+def test_label_loop_without_a_label_column(store, tmp_path, ray_session) -> None:
+    from thresher.flows.learn import add_labels, learn
+
+    x = clustered(300, 8, seed=6, centres=3)
+    truth = np.argmax(x[:, :3], axis=1)
+    pq.write_table(
+        pa.table({"id": np.arange(300), "vec": pa.array(list(x), pa.list_(pa.float32()))}),
+        tmp_path / "v.parquet",
+    )
+    ingest(
+        store, [str(tmp_path / "v.parquet")], IngestConfig(id_column="id", embedding_column="vec")
+    )
+
+    def annotate(name: str) -> str:
+        rows = store.query(
+            "SELECT s.item_id, i.id FROM selections s JOIN items i "
+            "USING (item_id) WHERE selection = $n AND s.run_id = (SELECT "
+            "max(run_id) FROM selections WHERE selection = $n)",
+            {"n": name},
+        )
+        path = tmp_path / f"labels-{rows.num_rows}.csv"
+        path.write_text(
+            "item_id,label\n"
+            + "".join(
+                f"{i},c{truth[j]}\n"
+                for i, j in zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True)
+            )
+        )
+        return str(path)
+
+    first = learn(store, "al", budget=40, rounds=3)
+    assert first.selected == 10  # seed batch: 40 // (3 + 1)
+    assert add_labels(store, annotate("al")) == 10
+    second = learn(store, "al", budget=40, rounds=3, strategy="margin")
+    assert second.selected == 10
+    assert (
+        store.query(
+            "SELECT count(*) FROM selections WHERE selection = 'al' AND run_id = "
+            "(SELECT max(run_id) FROM selections)"
+        )
+        .column(0)[0]
+        .as_py()
+        == 20
+    )
+
+    bad_item = tmp_path / "bad.csv"
+    bad_item.write_text("item_id,label\n123456789,c0\n")
+    with pytest.raises(ValueError, match="not in the store"):
+        add_labels(store, str(bad_item))
+    some_id = store.query("SELECT item_id FROM items LIMIT 1").column(0)[0].as_py()
+    bad_class = tmp_path / "class.csv"
+    bad_class.write_text(f"item_id,label\n{some_id},zebra\n")
+    with pytest.raises(ValueError, match="unknown class"):
+        add_labels(store, str(bad_class))
+    assert add_labels(store, str(bad_class), allow_new_classes=True) == 1
