@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from thresher.flows.select import write_selection
 from thresher.scoring.matryoshka import normalize
 from thresher.scoring.uncertainty import train_probe
 from thresher.selection.iwes import active_learn, pick_batch
@@ -78,17 +79,7 @@ def learn(
         },
     ) as run:
         n = len(result.selected)
-        run.write_table(
-            "selections",
-            pa.table(
-                {
-                    "selection": pa.array([name] * n, pa.string()),
-                    "item_id": pa.array(ids[result.selected], pa.int64()),
-                    "weight": pa.array(result.weights.astype(np.float64)),
-                    "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
-                }
-            ),
-        )
+        write_selection(run, name, ids[result.selected], result.weights)
         run.record(StageCounts("learn", name, len(ids), n, len(ids) - n, 0))
         run.message = f"{n} of {len(ids)} labelled by {strategy}"
     return LearnReport(run.run_id, name, strategy, len(ids), n, result.curve)
@@ -159,17 +150,8 @@ def _one_round(
             "mode": "label loop",
         },
     ) as run:
-        n = len(chosen)
-        run.write_table(
-            "selections",
-            pa.table(
-                {
-                    "selection": pa.array([name] * n, pa.string()),
-                    "item_id": pa.array(list(chosen), pa.int64()),
-                    "weight": pa.array(list(chosen.values()), pa.float64()),
-                    "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
-                }
-            ),
+        write_selection(
+            run, name, np.asarray(list(chosen), np.int64), np.asarray(list(chosen.values()))
         )
         run.record(StageCounts("learn", name, len(ids), len(new), len(ids) - len(new), 0))
         run.message = (

@@ -14,7 +14,7 @@ from thresher.selection.pruning import AUTO, select
 from thresher.storage import vectors as vstore
 from thresher.storage.queries import labels
 from thresher.storage.sql import read_only_query
-from thresher.storage.store import StageCounts, Store
+from thresher.storage.store import Run, StageCounts, Store
 
 BALANCE = ("cluster", "label", "none")
 
@@ -26,6 +26,22 @@ class SelectReport:
     policy: str
     candidates: int
     selected: int
+
+
+def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
+    """Selection `name` as rows of the `selections` table, in this run."""
+    n = len(item_ids)
+    run.write_table(
+        "selections",
+        pa.table(
+            {
+                "selection": pa.array([name] * n, pa.string()),
+                "item_id": pa.array(item_ids, pa.int64()),
+                "weight": pa.array(np.asarray(weights, np.float64)),
+                "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
+            }
+        ),
+    )
 
 
 def select_items(
@@ -95,17 +111,7 @@ def select_items(
         },
     ) as run:
         n = len(picked)
-        run.write_table(
-            "selections",
-            pa.table(
-                {
-                    "selection": pa.array([name] * n, pa.string()),
-                    "item_id": pa.array(ids[picked], pa.int64()),
-                    "weight": pa.array(np.ones(n)),
-                    "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
-                }
-            ),
-        )
+        write_selection(run, name, ids[picked], np.ones(n))
         run.record(StageCounts("select", name, len(ids), n, len(ids) - n, 0))
         run.message = f"{n} of {len(ids)} kept as {name!r} ({policy}"
         run.message += f" = {AUTO})" if policy == "auto" else ")"
