@@ -45,13 +45,21 @@ def learn(
 ) -> LearnReport:
     """Select `budget` items to label in `rounds`, with importance weights, as selection `name`."""
     model = vstore.pick_model(store, model)
+    config = {
+        "name": name,
+        "budget": budget,
+        "rounds": rounds,
+        "strategy": strategy,
+        "seed": seed,
+        "model": model,
+    }
     dups = store.query("SELECT DISTINCT item_id FROM duplicates").column(0).to_numpy()
     parts = list(vstore.iter_embeddings(store, model, skip_ids=dups))
     ids = np.concatenate([p[0] for p in parts])
     vectors = normalize(np.concatenate([p[1] for p in parts]))
     found = queries.labels(store, ids) or [None] * len(ids)
     if queries.label_column(store) is None:  # no oracle: one round of the real label loop
-        return _one_round(store, name, budget, rounds, strategy, seed, model, ids, vectors, found)
+        return _one_round(store, config, ids, vectors, found)
     has = np.array([v is not None for v in found])
     ids, vectors = ids[has], vectors[has]
     classes, y = np.unique(np.asarray([v for v in found if v is not None]), return_inverse=True)
@@ -67,17 +75,7 @@ def learn(
         seed,
         evaluate=lambda m: _train_accuracy(m, vectors, y),
     )
-    with store.run(
-        "learn",
-        {
-            "name": name,
-            "budget": budget,
-            "rounds": rounds,
-            "strategy": strategy,
-            "seed": seed,
-            "model": model,
-        },
-    ) as run:
+    with store.run("learn", config) as run:
         n = len(result.selected)
         write_selection(run, name, ids[result.selected], result.weights)
         run.record(StageCounts("learn", name, len(ids), n, len(ids) - n, 0))
@@ -86,18 +84,11 @@ def learn(
 
 
 def _one_round(
-    store: Store,
-    name: str,
-    budget: int,
-    rounds: int,
-    strategy: str,
-    seed: int,
-    model: str,
-    ids: np.ndarray,
-    vectors: np.ndarray,
-    found: list,
+    store: Store, config: dict, ids: np.ndarray, vectors: np.ndarray, found: list
 ) -> LearnReport:
     """Add the next batch to label to selection `name` (unlabelled data: a real loop)."""
+    name, budget, rounds = config["name"], config["budget"], config["rounds"]
+    strategy, seed = config["strategy"], config["seed"]
     previous = store.query(
         "SELECT item_id, weight FROM selections WHERE selection = $n AND run_id = "
         "(SELECT max(run_id) FROM selections WHERE selection = $n)",
@@ -140,15 +131,7 @@ def _one_round(
     chosen.update(zip(ids[new].tolist(), np.asarray(w, float).tolist(), strict=True))
     with store.run(
         "learn",
-        {
-            "name": name,
-            "budget": budget,
-            "rounds": rounds,
-            "strategy": strategy,
-            "seed": seed,
-            "model": model,
-            "mode": "label loop",
-        },
+        {**config, "mode": "label loop"},
     ) as run:
         write_selection(
             run, name, np.asarray(list(chosen), np.int64), np.asarray(list(chosen.values()))
