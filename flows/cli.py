@@ -593,11 +593,48 @@ def search(
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def demo(store: str | None, quiet: bool) -> None:
-    """Run every stage built so far on the bundled demo corpus."""
+    """Run the curate flow (Prefect driving Ray) on the bundled demo corpus and show
+    what each stage did, with the SQL to look further."""
+    _quiet_prefect()
     from thresher.flows.demo import run_demo
 
     root = Path(store) if store else Path(tempfile.mkdtemp(prefix="thresher-demo-"))
     run_demo(root, quiet=quiet, echo=click.echo, progress=progress)
+
+
+@cli.command("run")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def run_cmd(config: str, quiet: bool) -> None:
+    """Run the curate flow (ingest, filter, embed, dedup, score, select, publish) that
+    the TOML file CONFIG describes, as a Prefect flow driving Ray. Stages with nothing
+    new to do are skipped, so a rerun resumes and a later run adds only new sources."""
+    _quiet_prefect()
+    from thresher.flows.curate import run_config
+
+    result = run_config(config, bars=lambda label: progress(label, quiet))
+    click.echo(summary_table(result["stages"]))
+    click.echo(f"curate run {result['run_id']} of store {result['store']}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--cron", required=True, help='When to run, e.g. "0 * * * *" (hourly).')
+@click.option("--name", default=None, help="Deployment name [default: the config's [flow] name].")
+def schedule(config: str, cron: str, name: str | None) -> None:
+    """Serve the curate flow for CONFIG as a Prefect deployment on a cron schedule.
+
+    Runs until stopped (Ctrl-C); uses the Prefect server at PREFECT_API_URL. Each
+    scheduled run processes only source files it has not seen."""
+    _quiet_prefect()
+    from thresher.flows.curate import serve_schedule
+
+    serve_schedule(config, cron, name)
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def main() -> None:

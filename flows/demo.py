@@ -1,23 +1,24 @@
-"""`thresher demo`: every stage built so far, on the bundled corpus, with a commentary."""
+"""`thresher demo`: the curate flow on the bundled corpus, with a commentary."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from thresher.flows import dedup
 from thresher.flows.demo_data import write_demo_sources
-from thresher.flows.embed import embed, search
+from thresher.flows.embed import search
 from thresher.flows.output import summary_table
-from thresher.flows.score import score
-from thresher.scoring.embedders import EmbedderConfig
-from thresher.storage.ingest import IngestConfig, ingest
+from thresher.flows.select import latest_publication
 from thresher.storage.sql import read_only_query
 from thresher.storage.store import Store
 
 QUERIES = {
-    "items per topic": "SELECT topic, count(*) AS items FROM items GROUP BY topic ORDER BY topic",
+    "items per topic, and how many the selection kept": "SELECT i.topic, count(*) AS items, "
+    "count(s.item_id) AS selected FROM items i LEFT JOIN (SELECT item_id FROM selections "
+    "WHERE selection = 'train') s USING (item_id) GROUP BY i.topic ORDER BY i.topic",
     "why rows were rejected": "SELECT source, row, reason FROM rejects ORDER BY source, row",
+    "rows dropped by each filter rule": "SELECT split_part(reason, ':', 1) AS rule, "
+    "count(*) AS rows FROM filtered GROUP BY 1 ORDER BY 1",
     "duplicates by method": "SELECT method, count(*) AS items, round(min(similarity), 3) AS "
     "min_similarity FROM duplicates GROUP BY method ORDER BY method",
     "the hardest (least typical) kept item of each cluster": "SELECT c.cluster_id, "
@@ -30,52 +31,48 @@ QUERIES = {
 }
 
 
+DEMO_CONFIG = """\
+# the curate flow of `thresher demo`; run it again with: thresher run {path}
+store = "store"
+
+[ingest]
+sources = ["sources"]
+id_column = "doc_id"
+label_column = "topic"
+
+[filter]
+min_chars = 20
+max_repeated_ngram_ratio = 0.5
+
+[embed]
+max_seq_length = 64
+
+[select]
+name = "train"
+keep = 0.5
+"""
+
+
 def run_demo(root: Path, *, quiet: bool, echo: Callable[[str], object], progress) -> Store:
-    """Build a store at `root` from the demo corpus and show what each stage did."""
-    sources = write_demo_sources(root / "sources")
-    store = Store.init(root / "store")
-    echo(f"demo store: {store.root}")
+    """Run the curate flow on the demo corpus under `root` and show what each stage did."""
+    from thresher.flows.curate import run_config
 
-    # ingest: three formats, bad rows go to `rejects`
-    with progress("ingest", quiet) as update:
-        report = ingest(
-            store,
-            [str(p) for p in sources],
-            IngestConfig(id_column="doc_id", text_column="text", label_column="topic"),
-            on_progress=update,
-        )
-    echo(f"\ningest: {report.kept} items kept, {report.rejected} rows rejected")
-
-    # embed: MiniLM on Ray actors, PCA-rotated Matryoshka prefixes, FAISS index
-    with progress("embed", quiet) as update:
-        emb = embed(store, EmbedderConfig(max_seq_length=64), on_progress=update)
-    assert emb.index is not None
-    echo(
-        f"embed: {emb.embedded} items, prefixes {emb.index.dims}, "
-        f"shortlist on {emb.index.shortlist_dim} dims"
-    )
-
-    # dedup: exact, then fuzzy (MinHash-LSH), then semantic (SemDeDup)
-    with progress("dedup", quiet) as update:
-        passes = [
-            dedup.dedup_exact(store, update),
-            dedup.dedup_fuzzy(store, 0.8, update),
-            dedup.dedup_semantic(store, 0.95),
-        ]
-    echo("dedup: " + ", ".join(f"{p.duplicates} {p.method}" for p in passes))
-
-    # score: prototype distance (k-means, one cluster per topic), density, probe uncertainty
-    with progress("score", quiet) as update:
-        sc = score(store, on_progress=update)
-    echo(
-        f"score: {sc.scored.get('prototype_distance', 0)} kept items scored, {sc.clusters} clusters"
-    )
-
+    write_demo_sources(root / "sources")
+    config = root / "curate.toml"
+    config.write_text(DEMO_CONFIG.format(path=config))
+    echo(f"demo config: {config}")
+    result = run_config(str(config), bars=lambda label: progress(label, quiet))
+    store = Store(result["store"])
+    echo(f"\ncurate flow (Prefect driving Ray), run {result['run_id']}:")
+    echo(summary_table(result["stages"]))
     for title, query in QUERIES.items():
         echo(f'\n{title}:\n  thresher sql {store.root} "{query}"')
         echo(summary_table(read_only_query(store, query).to_pylist()))
     probe = "bread baking in a hot oven"
     echo(f'funnel search:\n  thresher search {store.root} --text "{probe}" -k 3')
     echo(summary_table(search(store, text=probe, k=3).to_pylist()))
+    pub = latest_publication(store, "train")
+    assert pub is not None
+    echo(f"published selection 'train' ({pub.rows} rows): {pub.path}")
     echo(f'next: thresher sql {store.root} "SELECT * FROM runs"')
     return store

@@ -58,7 +58,13 @@ def embed(
     """Embed every item that has no vector for this model yet, then update its index."""
     text = store.text_column()
     todo = queries.items_without_embedding(store, config.name, text)
-    total = store.query("SELECT count(*) AS n FROM items").column("n")[0].as_py()
+    total = (
+        store.query(
+            f"SELECT count(*) AS n FROM items ANTI JOIN {queries.EXCLUDED} x USING (item_id)"
+        )
+        .column("n")[0]
+        .as_py()
+    )
     if todo.num_rows:
         with store.run("embed", {"encoder": dataclasses.asdict(config)}) as run:
             # embed: one model load per Ray actor, batches in item_id order

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from thresher.flows.score import kept_vectors
 from thresher.flows.select import write_selection
-from thresher.scoring.matryoshka import normalize
 from thresher.scoring.uncertainty import train_probe
 from thresher.selection.iwes import active_learn, pick_batch
 from thresher.storage import queries
@@ -53,10 +53,9 @@ def learn(
         "seed": seed,
         "model": model,
     }
-    dups = store.query("SELECT DISTINCT item_id FROM duplicates").column(0).to_numpy()
-    parts = list(vstore.iter_embeddings(store, model, skip_ids=dups))
-    ids = np.concatenate([p[0] for p in parts])
-    vectors = normalize(np.concatenate([p[1] for p in parts]))
+    ids, vectors = kept_vectors(store, model)
+    if not len(ids):
+        raise ValueError(f"no kept item has a {model!r} vector: run thresher embed first")
     found = queries.labels(store, ids) or [None] * len(ids)
     if queries.label_column(store) is None:  # no oracle: one round of the real label loop
         return _one_round(store, config, ids, vectors, found)

@@ -70,7 +70,7 @@ def score(
     if bad:
         raise ValueError(f"unknown metric(s) {', '.join(bad)}: allowed {', '.join(METRICS)}")
     model = vstore.pick_model(store, model)
-    ids, vectors = _kept_vectors(store, model)
+    ids, vectors = kept_vectors(store, model)
     if not len(ids):
         raise ValueError(f"no kept item has a {model!r} vector")
     done = _scored(store)
@@ -164,8 +164,9 @@ def score(
     return ScoreReport(run.run_id, model, k, scored, note)
 
 
-def _kept_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:
-    dups = store.query("SELECT DISTINCT item_id FROM duplicates").column(0).to_numpy()
+def kept_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and unit vectors of the items no dedup or filter dropped, in store order."""
+    dups = store.query(f"SELECT DISTINCT item_id FROM {queries.EXCLUDED}").column(0).to_numpy()
     parts = list(vstore.iter_embeddings(store, model, skip_ids=dups))
     if not parts:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)

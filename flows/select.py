@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pyarrow.dataset as ds
 
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.pruning import AUTO, select
+from thresher.storage import queries
 from thresher.storage import vectors as vstore
-from thresher.storage.queries import labels
 from thresher.storage.sql import read_only_query
 from thresher.storage.store import Run, StageCounts, Store
 
@@ -26,6 +27,7 @@ class SelectReport:
     policy: str
     candidates: int
     selected: int
+    new: bool = True  # False: the latest version already held exactly these items
 
 
 def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
@@ -54,6 +56,7 @@ def select_items(
     where: str | None = None,
     seed: int = 0,
     model: str | None = None,
+    skip_unchanged: bool = False,
 ) -> SelectReport:
     """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`."""
     if not 0 < keep <= 1:
@@ -63,7 +66,7 @@ def select_items(
     if not name.strip():
         raise ValueError("a selection needs a name")
     # candidates: items that are not duplicates, restricted by --where, in item_id order
-    sql = "SELECT item_id FROM items ANTI JOIN duplicates USING (item_id)"
+    sql = f"SELECT item_id FROM items ANTI JOIN {queries.EXCLUDED} x USING (item_id)"
     if where:
         sql += f" WHERE ({where})"
     ids = np.sort(read_only_query(store, sql).column(0).to_numpy())
@@ -91,7 +94,7 @@ def select_items(
             "cluster",
         )
     elif balance == "label":
-        found = labels(store, ids)
+        found = queries.labels(store, ids)
         if found is None:
             raise ValueError("--balance label needs one label column (ingest with --label-column)")
         groups = np.asarray([str(v) for v in found])
@@ -99,6 +102,15 @@ def select_items(
     picked = select(
         len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
     )
+    if skip_unchanged:
+        last = store.query(
+            "SELECT item_id, run_id FROM selections WHERE selection = $n AND run_id = "
+            "(SELECT max(run_id) FROM selections WHERE selection = $n) ORDER BY item_id",
+            {"n": name},
+        )
+        if last.num_rows and np.array_equal(last.column(0).to_numpy(), np.sort(ids[picked])):
+            run_id = last.column(1)[0].as_py()
+            return SelectReport(run_id, name, policy, len(ids), len(picked), new=False)
     with store.run(
         "select",
         {
@@ -139,12 +151,12 @@ def _vectors(store: Store, ids: np.ndarray, model: str | None) -> np.ndarray:
     return normalize(np.concatenate([p[1] for p in parts]))[[pos[i] for i in ids.tolist()]]
 
 
-def export(store: Store, name: str, out_dir: str) -> int:
-    """Write selection `name` (its latest run) joined to its items as a Parquet dataset."""
+def _selection_rows(store: Store, name: str) -> tuple[pa.Table, int]:
+    """Selection `name` (its latest run) joined to its items, and that run's id."""
     table = store.query(
-        "SELECT i.*, s.weight FROM selections s JOIN items i USING (item_id) "
-        "WHERE s.selection = $n AND s.run_id = (SELECT max(run_id) FROM selections "
-        "WHERE selection = $n) ORDER BY i.item_id",
+        "SELECT i.*, s.weight, s.run_id AS selection_run FROM selections s "
+        "JOIN items i USING (item_id) WHERE s.selection = $n AND s.run_id = "
+        "(SELECT max(run_id) FROM selections WHERE selection = $n) ORDER BY i.item_id",
         {"n": name},
     )
     if not table.num_rows:
@@ -152,9 +164,11 @@ def export(store: Store, name: str, out_dir: str) -> int:
         raise ValueError(
             f"no selection named {name!r}; selections: {', '.join(known.to_pylist()) or 'none'}"
         )
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty")
+    run_id = table.column("selection_run")[0].as_py()
+    return table.drop_columns(["selection_run"]), run_id
+
+
+def _write_dataset(table: pa.Table, out: Path) -> None:
     ds.write_dataset(
         table,
         out,
@@ -162,5 +176,64 @@ def export(store: Store, name: str, out_dir: str) -> int:
         basename_template="part-{i}.parquet",
         max_rows_per_file=1_000_000,
         max_rows_per_group=65_536,
+        existing_data_behavior="error",
     )
+
+
+def export(store: Store, name: str, out_dir: str) -> int:
+    """Write selection `name` (its latest run) joined to its items as a Parquet dataset."""
+    table, _ = _selection_rows(store, name)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty")
+    _write_dataset(table, out)
     return table.num_rows
+
+
+@dataclass(frozen=True)
+class Publication:
+    name: str
+    version: int  # the publishing run's id
+    path: Path
+    rows: int
+    selection_run: int
+    new: bool = True
+
+
+def publish(store: Store, name: str) -> Publication:
+    """Publish the latest version of selection `name` as Parquet under
+    STORE/published/NAME/vRUN; a version already published is not written again."""
+    table, selection_run = _selection_rows(store, name)
+    latest = latest_publication(store, name)
+    if latest is not None and latest.selection_run == selection_run:
+        return dataclasses.replace(latest, new=False)
+    with store.run("publish", {"name": name, "selection_run": selection_run}) as run:
+        rel = f"published/{vstore.safe_name(name)}/v{run.run_id:06d}"
+        _write_dataset(table, run.stage_path(rel))
+        run.catalog_rows.append(
+            (
+                "publications",
+                {
+                    "name": name,
+                    "version": run.run_id,
+                    "path": rel,
+                    "rows": table.num_rows,
+                    "selection_run": selection_run,
+                },
+            )
+        )
+        run.record(StageCounts("publish", name, table.num_rows, table.num_rows, 0, 0))
+        run.message = f"{table.num_rows} rows of {name!r} published as {rel}"
+    return Publication(name, run.run_id, store.root / rel, table.num_rows, selection_run)
+
+
+def latest_publication(store: Store, name: str) -> Publication | None:
+    rows = store.query(
+        "SELECT version, path, rows, selection_run FROM publications WHERE name = $n "
+        "ORDER BY version DESC LIMIT 1",
+        {"n": name},
+    ).to_pylist()
+    if not rows:
+        return None
+    r = rows[0]
+    return Publication(name, r["version"], store.root / r["path"], r["rows"], r["selection_run"])

@@ -39,6 +39,7 @@ TABLES: dict[str, str] = {
     "minhashes": "item_id BIGINT, signature UINTEGER[], run_id BIGINT",
     "dedup_checked": "item_id BIGINT, method VARCHAR, key BIGINT, run_id BIGINT",
     "labels": "item_id BIGINT, label VARCHAR, run_id BIGINT",
+    "filtered": "item_id BIGINT, reason VARCHAR, run_id BIGINT",
 }
 
 _DDL = """
@@ -68,6 +69,10 @@ CREATE TABLE IF NOT EXISTS indexes (
     model VARCHAR, version INTEGER, rotation VARCHAR, rotation_file VARCHAR, dims VARCHAR,
     parts VARCHAR, shortlist_dim INTEGER, shortlist_file VARCHAR, kind VARCHAR, codes VARCHAR,
     n_items BIGINT, run_id BIGINT, created_at TIMESTAMPTZ, PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS publications (
+    name VARCHAR, version BIGINT, path VARCHAR, rows BIGINT, selection_run BIGINT,
+    PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS sources (
     fingerprint VARCHAR PRIMARY KEY, path VARCHAR, format VARCHAR, batch_id BIGINT,

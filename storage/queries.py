@@ -10,6 +10,9 @@ import pyarrow as pa
 
 from thresher.storage.store import Store
 
+# items no later stage looks at: duplicates found by dedup, and rows dropped by filters
+EXCLUDED = "(SELECT item_id FROM duplicates UNION ALL SELECT item_id FROM filtered)"
+
 
 def _by_ids(store: Store, ids: np.ndarray, select: str) -> pa.Table:
     """`select` over `wanted w` (item_id, pos) joined to the store, in the order of `ids`."""
@@ -29,7 +32,8 @@ def items_without_embedding(store: Store, model: str, text_column: str) -> pa.Ta
     """(item_id, text) of items with no vector for `model` yet, in item_id order."""
     return store.query(
         f'SELECT i.item_id, i."{text_column}" FROM items i ANTI JOIN '
-        "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) ORDER BY i.item_id",
+        "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} x USING (item_id) ORDER BY i.item_id",
         {"m": model},
     )
 
@@ -47,7 +51,7 @@ def dedup_candidates(store: Store, method: str, text_column: str | None) -> pa.T
     return store.query(
         f"SELECT i.item_id, i.batch_id{text} FROM items i "
         "ANTI JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
-        "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
+        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id",
         {"m": method},
     )
 
@@ -57,7 +61,7 @@ def dedup_kept(store: Store, method: str) -> pa.Table:
     return store.query(
         "SELECT i.item_id, i.batch_id, c.key FROM items i JOIN "
         "(SELECT item_id, key FROM dedup_checked WHERE method = $m) c USING (item_id) "
-        "ANTI JOIN duplicates d USING (item_id) ORDER BY i.batch_id, i.item_id",
+        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id",
         {"m": method},
     )
 

@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,7 @@ class Run:
         for _, tmp, _, _ in self._staged:
             tmp.unlink(missing_ok=True)
         for tmp in self._staged_paths:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
 
 
 class Store:
@@ -290,6 +291,9 @@ class Store:
             if rel not in known and (path.suffix in (".tmp", ".parquet")):
                 log.info("removing unregistered file %s", rel)
                 path.unlink()
+        for path in sorted(self.root.glob("*/**/*.tmp")):  # staged store files and folders
+            log.info("removing unfinished %s", path.relative_to(self.root))
+            _remove(path)
 
     def text_column(self) -> str:
         """The one text column named at ingest (--text-column)."""
@@ -313,6 +317,13 @@ class Store:
                 "SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]
             ).fetchall()
         return [self.root / r[0] for r in rows]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _local_root(root: str | os.PathLike[str]) -> Path:

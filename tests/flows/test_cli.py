@@ -30,6 +30,8 @@ COMMANDS = [
     "learn",
     "label",
     "demo",
+    "run",
+    "schedule",
 ]
 # The console script of the environment running the tests (CI does not activate the venv).
 THRESHER = str(Path(sys.executable).with_name("thresher"))
@@ -154,24 +156,25 @@ def test_sql_is_answered_while_a_flow_is_writing(tmp_path) -> None:
     )
 
 
-def test_demo_runs_end_to_end(tmp_path) -> None:
+def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
     out = thresher("demo", "--store", tmp_path / "demo").stdout
-    assert "ingest: 3000 items kept, 4 rows rejected" in out
     s = Store(tmp_path / "demo" / "store")
+    stages = {
+        r["stage"]: r
+        for r in s.query(
+            "SELECT stage, rows_in, rows_kept, rows_dropped FROM stages WHERE run_id = "
+            "(SELECT max(run_id) FROM runs WHERE flow = 'curate')"
+        ).to_pylist()
+    }
+    assert list(stages) == ["ingest", "filter", "embed", "dedup", "score", "select", "publish"]
+    assert stages["ingest"]["rows_kept"] == 3000 and stages["ingest"]["rows_dropped"] == 4
     counts = dict(
-        s.query("SELECT method, count(*) FROM duplicates GROUP BY method").to_pylist()
-        and [
-            tuple(r.values())
-            for r in s.query(
-                "SELECT method, count(*) AS n FROM duplicates GROUP BY method"
-            ).to_pylist()
-        ]
+        tuple(r.values())
+        for r in s.query("SELECT method, count(*) AS n FROM duplicates GROUP BY method").to_pylist()
     )
     assert set(counts) == {"exact", "fuzzy", "semantic"} and all(counts.values())
-    assert f"dedup: {counts['exact']} exact, {counts['fuzzy']} fuzzy" in out
-    assert "funnel search:" in out
-    again = thresher("dedup", s.root).stdout  # a second pass checks and finds nothing new
-    assert s.query("SELECT count(*) AS n FROM duplicates").column("n")[0].as_py() == sum(
-        counts.values()
-    )
-    assert "exact" in again and "fuzzy" in again and "semantic" in again
+    assert f"{counts['exact']} exact, {counts['fuzzy']} fuzzy" in out
+    assert "funnel search:" in out and "published selection 'train'" in out
+    # the config the demo wrote runs again from the command line, with nothing left to do
+    again = thresher("run", "-q", tmp_path / "demo" / "curate.toml").stdout
+    assert again.count("skipped") == 7

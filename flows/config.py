@@ -1,0 +1,238 @@
+"""The curate flow's TOML config: sections, defaults, and validation.
+
+Every key is checked before anything runs: an unknown section or key, a value
+of the wrong type, or one outside its allowed set is refused with one line that
+names the file, the key and what is allowed. Paths in the config are relative
+to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from thresher.flows.select import BALANCE
+from thresher.selection.pruning import POLICIES
+from thresher.storage.readers import FORMATS
+
+SEMANTIC_KEEP = ("first", "hard", "easy", "random")
+
+
+def _choices(*allowed: str, default: Any) -> Any:
+    return field(default=default, metadata={"choices": allowed})
+
+
+def _bounds(lo: float | None, hi: float | None, default: Any) -> Any:
+    return field(default=default, metadata={"bounds": (lo, hi)})
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    sources: tuple[str, ...] = ()
+    format: str = _choices(*FORMATS, default="auto")
+    id_column: str | None = None
+    text_column: str = "text"
+    label_column: str | None = None
+
+
+@dataclass(frozen=True)
+class FilterSection:
+    """Cheap rules run before embedding; a dropped row is counted with its reason."""
+
+    min_chars: int = _bounds(0, None, 0)
+    max_chars: int | None = _bounds(1, None, None)
+    drop_regex: tuple[str, ...] = ()
+    keep_regex: tuple[str, ...] = ()
+    max_repeated_line_ratio: float | None = _bounds(0, 1, None)
+    max_repeated_ngram_ratio: float | None = _bounds(0, 1, None)
+    ngram: int = _bounds(1, 20, 3)
+
+
+@dataclass(frozen=True)
+class EmbedSection:
+    model: str = "minilm"
+    max_seq_length: int = _bounds(8, 4096, 128)
+    batch_size: int = _bounds(1, None, 64)
+    int8: bool = False
+
+
+@dataclass(frozen=True)
+class DedupSection:
+    exact: bool = True
+    fuzzy: float | None = _bounds(0.05, 1, 0.8)  # Jaccard threshold; none to skip
+    semantic: float | None = _bounds(0.5, 1, 0.95)  # cosine threshold; none to skip
+    semantic_keep: str = _choices(*SEMANTIC_KEEP, default="first")
+
+
+@dataclass(frozen=True)
+class ScoreSection:
+    clusters: int | None = _bounds(1, None, None)
+    refit: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SelectSection:
+    name: str = "train"
+    keep: float = _bounds(0.0001, 1, 0.5)
+    policy: str = _choices(*POLICIES, default="auto")
+    balance: str = _choices(*BALANCE, default="cluster")
+    where: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FlowSection:
+    retries: int = _bounds(0, 10, 2)
+    retry_delay_s: float = _bounds(0, 3600, 5.0)
+    name: str = "thresher-curate"
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    store: str
+    ingest: IngestSection
+    filter: FilterSection = FilterSection()
+    embed: EmbedSection = EmbedSection()
+    dedup: DedupSection = DedupSection()
+    score: ScoreSection = ScoreSection()
+    select: SelectSection = SelectSection()
+    flow: FlowSection = FlowSection()
+    path: str = ""  # the file it was read from
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("path")
+        return out
+
+
+SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(CurateConfig)[f.name]
+    for f in dataclasses.fields(CurateConfig)
+    if f.name not in ("store", "path")
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the file and the key."""
+
+
+def load(path: str | Path) -> CurateConfig:
+    """Read and validate a config file."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse(raw, file)
+
+
+def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
+    base = file.parent.absolute()
+
+    def fail(msg: str) -> ConfigError:
+        return ConfigError(f"{file}: {msg}")
+
+    unknown = sorted(set(raw) - set(SECTIONS) - {"store"})
+    if unknown:
+        raise fail(
+            f"unknown key {unknown[0]!r}; allowed: store, {', '.join(f'[{s}]' for s in SECTIONS)}"
+        )
+    store = raw.get("store")
+    if not isinstance(store, str) or not store.strip():
+        raise fail("store: required, the path of the thresher store (a string)")
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        given = raw.get(name, {})
+        if not isinstance(given, dict):
+            raise fail(f"[{name}] must be a table, got {given!r}")
+        sections[name] = _section(name, cls, given, fail)
+    ingest = sections["ingest"]
+    if not ingest.sources:
+        raise fail("[ingest] sources: required, a list of files, folders or globs")
+    sections["ingest"] = dataclasses.replace(
+        ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
+    )
+    return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
+
+
+def _resolve(base: Path, value: str) -> str:
+    if "://" in value or Path(value).expanduser().is_absolute():
+        return value
+    return str(base / value)
+
+
+def _section(name: str, cls: type, given: dict[str, Any], fail) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in given.items():
+        if key not in fields:
+            raise fail(f"[{name}] unknown key {key!r}; allowed: {', '.join(fields)}")
+        values[key] = _check(f"[{name}] {key}", hints[key], fields[key].metadata, value, fail)
+    return cls(**values)
+
+
+def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if optional and (value is False or value == "none"):
+        return None
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if not ok:
+        none = " or false" if optional else ""
+        raise fail(f"{where}: expected {kind.__name__}{none}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise fail(f"{where}: {value!r} is not allowed; allowed: {', '.join(meta['choices'])}")
+    if "bounds" in meta:
+        lo, hi = meta["bounds"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise fail(f"{where}: {value!r} is out of range; allowed: {span}")
+    return float(value) if kind is float else value
+
+
+def template(store: str, sources: list[str]) -> str:
+    """A commented config with every key at its default (for `thresher run --init`)."""
+    lines = [f'store = "{store}"', ""]
+    for name, cls in SECTIONS.items():
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(cls):
+            value: Any = f.default
+            if name == "ingest" and f.name == "sources":
+                value = sources
+            lines.append(f"{f.name} = {_toml(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "false"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

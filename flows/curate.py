@@ -1,0 +1,291 @@
+"""The curate flow: ingest -> filter -> embed -> dedup -> score -> select -> publish.
+
+Each stage is a Prefect task that drives its Ray work through the stage
+adapter and commits its own store run, so the store always holds every
+finished stage and nothing of an unfinished one. That is what resume rests on:
+each task first asks the store what is left to do (source files not ingested,
+batches not filtered, items not embedded / checked / scored) and skips when
+nothing is, so a rerun after a crash redoes only the stage that was cut off,
+and a scheduled run touches only new source files.
+
+Transient failures (anything but a user error: ValueError, TypeError) are
+retried `[flow] retries` times. Each flow run ends with a `curate` row in
+`runs` (the config and the counts per stage) and a Prefect table artifact of
+the same counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from thresher.flows import config as cfgmod
+from thresher.flows import dedup as dedup_mod
+from thresher.flows.embed import embed
+from thresher.flows.filter import filter_items
+from thresher.flows.score import score
+from thresher.flows.select import publish, select_items
+from thresher.scoring.embedders import EmbedderConfig
+from thresher.selection.filters import Rules
+from thresher.storage import queries
+from thresher.storage.ingest import IngestConfig, expand_sources, fingerprint, ingest
+from thresher.storage.store import StageCounts, Store
+
+Update = Callable[[int, int], None]
+ProgressFactory = Callable[[str], AbstractContextManager[Update]]
+
+
+@contextlib.contextmanager
+def _no_bar(label: str) -> Iterator[Update]:
+    yield lambda done, total: None
+
+
+# set by `run_config` for the command line; a served deployment has no bars
+_bars: ProgressFactory = _no_bar
+
+
+@dataclass
+class StageResult:
+    stage: str
+    rows_in: int = 0
+    kept: int = 0
+    dropped: int = 0
+    skipped: bool = False
+    detail: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "rows_in": self.rows_in,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "status": "skipped" if self.skipped else "done",
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class CurateResult:
+    run_id: int
+    store: str
+    stages: list[StageResult] = field(default_factory=list)
+    publication: str | None = None
+
+
+def _transient(task_: Any, task_run: Any, state: Any) -> bool:
+    """Retry anything except a user error, which would fail the same way again."""
+    return not isinstance(getattr(state, "data", None), (ValueError, TypeError))
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    store = Store(cfg.store)
+    section = cfg.ingest
+    files = expand_sources(list(section.sources), section.format)
+    known = set(store.query("SELECT fingerprint FROM sources").column(0).to_pylist())
+    new = [p for p in files if fingerprint(p) not in known]
+    if not new:
+        return StageResult("ingest", skipped=True, detail=f"{len(files)} sources seen before")
+    with _bars("ingest") as update:
+        report = ingest(
+            store,
+            [str(p) for p in new],
+            IngestConfig(
+                id_column=section.id_column,
+                text_column=section.text_column,
+                label_column=section.label_column,
+                format=section.format,
+            ),
+            on_progress=update,
+        )
+    rows = report.kept + report.rejected
+    return StageResult(
+        "ingest", rows, report.kept, report.rejected, detail=f"{len(new)} new source files"
+    )
+
+
+@task(name="filter", cache_policy=NO_CACHE)
+def filter_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    rules = Rules(**vars(cfg.filter))
+    report = filter_items(Store(cfg.store), rules)
+    if report.run_id is None:
+        return StageResult("filter", skipped=True, detail="no new batches")
+    detail = ", ".join(f"{v} {k}" for k, v in report.by_rule.items())
+    return StageResult(
+        "filter", report.checked, report.checked - report.dropped, report.dropped, detail=detail
+    )
+
+
+def _embedder(cfg: cfgmod.CurateConfig) -> EmbedderConfig:
+    e = cfg.embed
+    return EmbedderConfig(e.model, e.max_seq_length, e.int8, e.batch_size)
+
+
+@task(name="embed", cache_policy=NO_CACHE)
+def embed_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    with _bars("embed") as update:
+        report = embed(Store(cfg.store), _embedder(cfg), on_progress=update)
+    return StageResult(
+        "embed",
+        report.embedded,
+        report.embedded,
+        skipped=report.embedded == 0,
+        detail=f"{report.model}, {report.already} embedded before",
+    )
+
+
+@task(name="dedup", cache_policy=NO_CACHE)
+def dedup_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    store, d = Store(cfg.store), cfg.dedup
+    passes = []
+    with _bars("dedup") as update:
+        if d.exact and _unchecked(store, "exact"):
+            passes.append(dedup_mod.dedup_exact(store, update))
+        if d.fuzzy is not None and _unchecked(store, "fuzzy"):
+            passes.append(dedup_mod.dedup_fuzzy(store, d.fuzzy, update))
+        if d.semantic is not None and _unchecked(store, "semantic"):
+            passes.append(
+                dedup_mod.dedup_semantic(store, d.semantic, _embedder(cfg).name, d.semantic_keep)
+            )
+    if not passes:
+        return StageResult("dedup", skipped=True, detail="no unchecked items")
+    checked = max(p.checked for p in passes)
+    dups = sum(p.duplicates for p in passes)
+    detail = ", ".join(f"{p.duplicates} {p.method}" for p in passes)
+    return StageResult("dedup", checked, checked - dups, dups, detail=detail)
+
+
+def _unchecked(store: Store, method: str) -> bool:
+    return queries.dedup_candidates(store, method, None).num_rows > 0
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    store, model = Store(cfg.store), _embedder(cfg).name
+    todo = store.query(
+        f"SELECT count(*) FROM embeddings e ANTI JOIN {queries.EXCLUDED} x USING (item_id) "
+        "ANTI JOIN (SELECT item_id FROM scores WHERE metric = 'prototype_distance') s "
+        "USING (item_id) WHERE e.model = $m",
+        {"m": model},
+    ).column(0)[0]
+    if not todo.as_py():
+        return StageResult("score", skipped=True, detail="every kept item is scored")
+    s = cfg.score
+    with _bars("score") as update:
+        report = score(
+            store,
+            model=model,
+            clusters=s.clusters,
+            refit=s.refit,
+            seed=s.seed,
+            on_progress=update,
+        )
+    n = report.scored.get("prototype_distance", 0)
+    return StageResult("score", n, n, detail=f"{report.clusters} clusters")
+
+
+@task(name="select", cache_policy=NO_CACHE)
+def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    s = cfg.select
+    report = select_items(
+        Store(cfg.store),
+        s.name,
+        s.keep,
+        policy=s.policy,
+        balance=s.balance,
+        where=s.where,
+        seed=s.seed,
+        model=_embedder(cfg).name,
+        skip_unchanged=True,
+    )
+    return StageResult(
+        "select",
+        report.candidates,
+        report.selected,
+        report.candidates - report.selected,
+        skipped=not report.new,
+        detail=f"{s.name!r} version {report.run_id} ({s.policy}, keep {s.keep})",
+    )
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    pub = publish(Store(cfg.store), cfg.select.name)
+    return StageResult("publish", pub.rows, pub.rows, skipped=not pub.new, detail=str(pub.path))
+
+
+STAGES = (ingest_task, filter_task, embed_task, dedup_task, score_task, select_task, publish_task)
+
+
+@flow(name="thresher-curate", log_prints=True)
+def curate(config_path: str) -> dict[str, Any]:
+    """Run every stage of the curate flow for the config file at `config_path`."""
+    cfg = cfgmod.load(config_path)
+    store = Store.init(cfg.store)  # creates it on the first run
+    retry = {
+        "retries": cfg.flow.retries,
+        "retry_delay_seconds": cfg.flow.retry_delay_s,
+        "retry_condition_fn": _transient,
+    }
+    results: list[StageResult] = [stage.with_options(**retry)(cfg) for stage in STAGES]
+    with store.run("curate", {"config_path": cfg.path, **cfg.as_dict()}) as run:
+        for r in results:
+            run.record(
+                StageCounts(
+                    r.stage, "skipped" if r.skipped else "", r.rows_in, r.kept, r.dropped, 0
+                )
+            )
+        run.message = "; ".join(
+            f"{r.stage}: {r.detail or ('skipped' if r.skipped else 'done')}" for r in results
+        )
+    rows = [r.row() for r in results]
+    create_table_artifact(
+        table=rows,
+        key="thresher-curate-"
+        + "".join(c if c.isalnum() else "-" for c in cfg.select.name.lower()),
+        description=f"thresher curate run {run.run_id} of store {store.root}",
+    )
+    return {"run_id": run.run_id, "store": str(store.root), "stages": rows}
+
+
+def run_config(config_path: str, bars: ProgressFactory | None = None) -> dict[str, Any]:
+    """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set)."""
+    global _bars
+    cfgmod.load(config_path)  # a bad config fails here, before Prefect starts
+    _bars = bars or _no_bar
+    try:
+        return curate(config_path=str(config_path))
+    finally:
+        _bars = _no_bar
+
+
+def serve_schedule(config_path: str, cron: str, name: str | None = None) -> None:
+    """Register a deployment of the flow on `cron` and run its scheduled runs here."""
+    from prefect import serve
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.deployments.runner import RunnerDeployment
+
+    cfg = cfgmod.load(config_path)
+    try:
+        CronSchedule(cron=cron)
+    except ValueError:
+        raise ValueError(f"--cron {cron!r} is not a valid cron expression") from None
+    deployment = curate.to_deployment(
+        name=name or cfg.flow.name,
+        cron=cron,
+        parameters={"config_path": cfg.path},
+        tags=["thresher"],
+        description=f"thresher curate flow for {cfg.path}",
+    )
+    assert isinstance(deployment, RunnerDeployment)  # to_deployment is sync here
+    serve(deployment, print_starting_message=True)

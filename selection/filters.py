@@ -1,0 +1,100 @@
+"""Cheap quality rules run before anything expensive, each drop with its reason.
+
+Rules, in the order they are checked (the first that fails is the reason):
+
+- ``min_chars`` / ``max_chars``: length bounds on the stripped text;
+- ``drop_regex``: drop a text that matches any of these (``re.search``);
+- ``keep_regex``: when given, drop a text that matches none of them;
+- ``max_repeated_line_ratio``: fraction of non-empty lines that repeat an
+  earlier line (boilerplate, scraped menus);
+- ``max_repeated_ngram_ratio``: fraction of word n-grams (``ngram`` words)
+  that occur more than once in the text, all their occurrences counted
+  (Gopher's repetition rule, on n-grams rather than characters).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_chars: int = 0
+    max_chars: int | None = None
+    drop_regex: tuple[str, ...] = ()
+    keep_regex: tuple[str, ...] = ()
+    max_repeated_line_ratio: float | None = None
+    max_repeated_ngram_ratio: float | None = None
+    ngram: int = 3
+
+    def compiled(self) -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:
+        def comp(patterns: tuple[str, ...], key: str) -> list[re.Pattern[str]]:
+            out = []
+            for p in patterns:
+                try:
+                    out.append(re.compile(p))
+                except re.error as exc:
+                    msg = f"[filter] {key}: bad regular expression {p!r}: {exc}"
+                    raise ValueError(msg) from None
+            return out
+
+        return comp(self.drop_regex, "drop_regex"), comp(self.keep_regex, "keep_regex")
+
+    @property
+    def active(self) -> bool:
+        return self != Rules(ngram=self.ngram)
+
+
+def repeated_line_ratio(text: str) -> float:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (len(lines) - len(set(lines))) / len(lines) if lines else 0.0
+
+
+def repeated_ngram_ratio(text: str, n: int) -> float:
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    counts = Counter(grams)
+    return sum(c for c in counts.values() if c > 1) / len(grams)
+
+
+def reasons(texts: Sequence[str | None], rules: Rules) -> list[str | None]:
+    """The reason each text is dropped, or None where it passes every rule."""
+    drop, keep = rules.compiled()
+    out: list[str | None] = []
+    for raw in texts:
+        out.append(_reason(raw or "", rules, drop, keep))
+    return out
+
+
+def _reason(raw: str, rules: Rules, drop, keep) -> str | None:
+    text = raw.strip()
+    if len(text) < rules.min_chars:
+        return f"min_chars: {len(text)} < {rules.min_chars}"
+    if rules.max_chars is not None and len(text) > rules.max_chars:
+        return f"max_chars: {len(text)} > {rules.max_chars}"
+    for p in drop:
+        if p.search(text):
+            return f"drop_regex: {p.pattern}"
+    if keep and not any(p.search(text) for p in keep):
+        return "keep_regex: no match"
+    limit = rules.max_repeated_line_ratio
+    if limit is not None and (r := repeated_line_ratio(text)) > limit:
+        return f"max_repeated_line_ratio: {r:.2f} > {limit}"
+    limit = rules.max_repeated_ngram_ratio
+    if limit is not None and (r := repeated_ngram_ratio(text, rules.ngram)) > limit:
+        return f"max_repeated_ngram_ratio: {r:.2f} > {limit}"
+    return None
+
+
+def rule_names(found: Sequence[str | None]) -> dict[str, int]:
+    """Dropped rows per rule (the part of each reason before the colon)."""
+    names = np.array([r.split(":", 1)[0] for r in found if r is not None])
+    uniq, counts = np.unique(names, return_counts=True)
+    return dict(zip(uniq.tolist(), counts.tolist(), strict=True))

@@ -1,0 +1,73 @@
+"""The curate config: defaults, relative paths, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from thresher.flows import config
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "curate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_gets_defaults_and_resolved_paths(tmp_path: Path) -> None:
+    cfg = config.load(_write(tmp_path, 'store = "s"\n[ingest]\nsources = ["data/*.jsonl"]\n'))
+    assert cfg.store == str(tmp_path / "s")
+    assert cfg.ingest.sources == (str(tmp_path / "data/*.jsonl"),)
+    assert cfg.select.policy == "auto" and cfg.select.keep == 0.5
+    assert cfg.dedup.fuzzy == 0.8 and cfg.flow.retries == 2
+
+
+def test_false_turns_an_optional_stage_off(tmp_path: Path) -> None:
+    cfg = config.load(
+        _write(tmp_path, 'store = "/s"\n[ingest]\nsources = "a.csv"\n[dedup]\nsemantic = false\n')
+    )
+    assert cfg.dedup.semantic is None and cfg.store == "/s"
+    assert cfg.ingest.sources == (str(tmp_path / "a.csv"),)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[ingest]\nsources = ['a']\n", "store: required"),
+        ('store = "s"\n', r"\[ingest\] sources: required"),
+        ('store = "s"\n[ingets]\n', "unknown key 'ingets'; allowed: store, \\[ingest\\]"),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[dedup]\nfuzy = 0.8\n',
+            r"\[dedup\] unknown key 'fuzy'; allowed: exact, fuzzy, semantic, semantic_keep",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\npolicy = "hardest"\n',
+            r"\[select\] policy: 'hardest' is not allowed; allowed: auto, hard, easy",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nkeep = 1.5\n',
+            r"\[select\] keep: 1.5 is out of range; allowed: \[0.0001, 1\]",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[embed]\nbatch_size = "64"\n',
+            r"\[embed\] batch_size: expected int, got '64'",
+        ),
+        ('store = "s"\n[ingest\n', "not valid TOML"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path: Path, body: str, message: str) -> None:
+    path = _write(tmp_path, body)
+    with pytest.raises(config.ConfigError, match=message) as info:
+        config.load(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_template_lists_every_key_and_parses_back(tmp_path: Path) -> None:
+    text = config.template("store", ["data"])
+    raw = tomllib.loads(text)
+    assert set(raw) == {"store", *config.SECTIONS}
+    cfg = config.parse(raw, tmp_path / "c.toml")
+    assert cfg.filter == config.FilterSection()
+    assert cfg.select == config.SelectSection()

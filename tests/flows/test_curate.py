@@ -1,0 +1,193 @@
+"""The curate flow through real Prefect (ephemeral) and real Ray, as `thresher run`.
+
+One reference store is built once; the incremental run and the kill/resume
+run are compared against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.flows.demo_data import make_records
+from thresher.storage.store import Store
+
+from tests.flows.test_cli import THRESHER, thresher
+from tests.helpers import write_jsonl
+
+CONFIG = """\
+store = "{store}"
+[ingest]
+sources = [{sources}]
+id_column = "doc_id"
+label_column = "topic"
+[filter]
+min_chars = 25
+[embed]
+max_seq_length = 32
+[dedup]
+semantic = 0.97
+[score]
+clusters = 6
+[select]
+name = "train"
+keep = 0.4
+[flow]
+retries = 0
+"""
+
+
+def _config(folder: Path, store: str, sources: list[str]) -> Path:
+    path = folder / f"{store}.toml"
+    path.write_text(CONFIG.format(store=store, sources=", ".join(f'"{s}"' for s in sources)))
+    return path
+
+
+def _stages(store: Store, run_id: int) -> dict[str, dict]:
+    rows = store.query(
+        "SELECT stage, key, rows_in, rows_kept, rows_dropped FROM stages WHERE run_id = $r",
+        {"r": run_id},
+    ).to_pylist()
+    return {r["stage"]: r for r in rows}
+
+
+def _state(store: Store) -> dict[str, object]:
+    """What a run leaves in the store, independent of run ids."""
+
+    def ids(sql: str) -> list[int]:
+        return store.query(sql + " ORDER BY 1").column(0).to_pylist()
+
+    return {
+        "items": ids("SELECT item_id FROM items"),
+        "filtered": ids("SELECT item_id FROM filtered"),
+        "duplicates": ids("SELECT item_id FROM duplicates"),
+        "embeddings": ids("SELECT item_id FROM embeddings"),
+        "scored": ids("SELECT item_id FROM scores WHERE metric = 'prototype_distance'"),
+        "selection": ids(
+            "SELECT item_id FROM selections WHERE run_id = (SELECT max(run_id) FROM selections)"
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("curate")
+    records = make_records(1500, seed=3)
+    records[5]["text"] = "too short"
+    write_jsonl(folder / "a.jsonl", records[:700])
+    pq.write_table(pa.Table.from_pylist(records[700:1300]), folder / "b.parquet")
+    write_jsonl(folder / "c.jsonl", records[1300:])  # arrives later
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: Path) -> dict:
+    """An uninterrupted first run over a and b, then c added and run again."""
+    cfg = _config(corpus, "ref", ["a.jsonl", "b.parquet"])
+    first = thresher("run", "-q", cfg)
+    store = Store(corpus / "ref")
+    state = _state(store)
+    first_run = store.query("SELECT max(run_id) FROM runs").column(0)[0].as_py()
+    cfg.write_text(cfg.read_text().replace('"b.parquet"]', '"b.parquet", "c.jsonl"]'))
+    second = thresher("run", "-q", cfg)
+    return {
+        "store": store,
+        "first": first,
+        "state": state,
+        "first_run": first_run,
+        "second": second,
+    }
+
+
+def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
+    store: Store = reference["store"]
+    run = store.query(
+        "SELECT flow, config FROM runs WHERE run_id = $r", {"r": reference["first_run"]}
+    ).to_pylist()[0]
+    assert run["flow"] == "curate"
+    config = json.loads(run["config"])
+    assert config["select"]["keep"] == 0.4 and config["filter"]["min_chars"] == 25
+    stages = _stages(store, reference["first_run"])
+    assert list(stages) == ["ingest", "filter", "embed", "dedup", "score", "select", "publish"]
+    assert stages["ingest"]["rows_kept"] == 1300
+    assert stages["filter"]["rows_dropped"] >= 1  # "too short"
+    state = reference["state"]
+    assert len(state["items"]) == 1300
+    assert (
+        store.query("SELECT reason FROM filtered").column(0).to_pylist().count("min_chars: 9 < 25")
+        == 1
+    )
+    # every later stage skipped the filtered rows; duplicates are never selected
+    assert not set(state["filtered"]) & set(state["embeddings"])
+    kept = len(state["items"]) - len(state["filtered"]) - len(state["duplicates"])
+    assert len(state["scored"]) == kept
+    assert len(state["selection"]) == round(0.4 * kept)
+    assert not set(state["selection"]) & set(state["duplicates"])
+    assert "publish" in reference["first"].stdout
+
+
+def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) -> None:
+    store: Store = reference["store"]
+    last = store.query("SELECT max(run_id) FROM runs").column(0)[0].as_py()
+    stages = _stages(store, last)
+    assert stages["ingest"]["rows_kept"] == 200
+    assert stages["filter"]["rows_in"] == 200
+    assert stages["embed"]["rows_in"] <= 200
+    assert stages["dedup"]["rows_in"] <= 200
+    assert stages["score"]["rows_in"] <= 200
+    pubs = store.query("SELECT version, path, rows FROM publications ORDER BY version").to_pylist()
+    assert len(pubs) == 2
+    published = pq.read_table(store.root / pubs[-1]["path"])
+    assert published.num_rows == pubs[-1]["rows"]
+    assert {"item_id", "text", "topic", "weight"} <= set(published.column_names)
+
+
+def test_a_run_killed_mid_stage_resumes_to_the_same_selection(corpus: Path, reference: dict):
+    cfg = _config(corpus, "killed", ["a.jsonl", "b.parquet"])
+    root = corpus / "killed"
+    proc = subprocess.Popen(
+        [THRESHER, "run", "-q", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    killed_in = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = list(root.glob("tables/embeddings/*.tmp"))
+        if staged:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed_in = "embed"
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert killed_in == "embed", "the run finished before the embed stage could be killed"
+    store = Store(root)
+    assert store.query("SELECT count(*) FROM embeddings").column(0)[0].as_py() == 0
+    assert not store.query("SELECT * FROM runs WHERE flow = 'curate'").num_rows
+
+    thresher("run", "-q", cfg)
+    state = _state(store)
+    assert state == reference["state"]
+    assert len(state["embeddings"]) == len(set(state["embeddings"]))  # nothing twice
+    assert not list(root.glob("**/*.tmp"))
+
+
+def test_bad_config_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('store = "s"\n[ingest]\nsources = ["x"]\n[select]\nbalance = "topic"\n')
+    proc = thresher("run", cfg, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"thresher: error: {cfg}: [select] balance: 'topic' is not allowed; "
+        "allowed: cluster, label, none"
+    ]
+    assert not (tmp_path / "s").exists()
