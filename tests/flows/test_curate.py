@@ -191,3 +191,13 @@ def test_bad_config_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
         "allowed: cluster, label, none"
     ]
     assert not (tmp_path / "s").exists()
+
+
+def test_only_user_errors_are_not_retried() -> None:
+    from prefect.states import Failed
+
+    from thresher.flows.curate import _transient
+
+    assert _transient(None, None, Failed(data=OSError("disk went away")))
+    assert _transient(None, None, Failed(data=RuntimeError("ray worker died")))
+    assert not _transient(None, None, Failed(data=ValueError("no such column")))
