@@ -60,6 +60,8 @@ class EmbedSection:
     max_seq_length: int = _bounds(8, 4096, 128)
     batch_size: int = _bounds(1, None, 64)
     int8: bool = False
+    # auto: cuda when the driver sees a GPU; set cuda on a cluster whose head has none
+    device: str = _choices("auto", "cpu", "cuda", default="auto")
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,8 @@ def filter_task(cfg: cfgmod.CurateConfig) -> StageResult:
 
 def _embedder(cfg: cfgmod.CurateConfig) -> EmbedderConfig:
     e = cfg.embed
-    return EmbedderConfig(e.model, e.max_seq_length, e.int8, e.batch_size)
+    device = None if e.device == "auto" else e.device
+    return EmbedderConfig(e.model, e.max_seq_length, e.int8, e.batch_size, device)
 
 
 @task(name="embed", cache_policy=NO_CACHE)

@@ -142,7 +142,9 @@ class EmbedStage(Stage):
 
         self.config, self.text_column = config, text_column
         self.required_columns = ("item_id", text_column)
-        gpu = config.device != "cpu" and torch.cuda.is_available()
+        # "cuda" asks Ray for a GPU even when this (driver) process sees none: a cluster's
+        # GPU workers have them
+        gpu = config.device == "cuda" or (config.device is None and torch.cuda.is_available())
         self.resources = Resources(cpus=1, gpus=1 if gpu else 0)
         self._embedder: TextEmbedder | None = None
 
