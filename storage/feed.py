@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,18 +215,32 @@ class SelectionFeed(IterableDataset):
                 yield to_torch(table)
 
     def _read(self, start: int, end: int) -> Iterator[pa.Table]:
+        """This worker's rows, a row group at a time; the next one is decoded on a thread
+        (Parquet decoding releases the GIL) while the current one is turned into tensors."""
         files: dict[int, pq.ParquetFile] = {}
+        plan: list[tuple[_Group, int, int]] = []
         pos = 0
         for g in self._order():
             lo, hi = max(start, pos), min(end, pos + g.rows)
             if lo < hi:
-                if g.file not in files:
-                    files[g.file] = pq.ParquetFile(self.files[g.file])
-                table = files[g.file].read_row_group(g.group, columns=self.columns)
-                yield table.slice(lo - pos, hi - lo)
+                plan.append((g, lo - pos, hi - lo))
             pos += g.rows
             if pos >= end:
                 break
+
+        def load(item: tuple[_Group, int, int]) -> pa.Table:
+            g, offset, length = item
+            if g.file not in files:
+                files[g.file] = pq.ParquetFile(self.files[g.file])
+            return files[g.file].read_row_group(g.group, columns=self.columns).slice(offset, length)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(load, plan[0]) if plan else None
+            for i in range(len(plan)):
+                assert ahead is not None
+                table = ahead.result()
+                ahead = pool.submit(load, plan[i + 1]) if i + 1 < len(plan) else None
+                yield table
 
     def _batches(self, tables: Iterator[pa.Table], rng: np.random.Generator) -> Iterator[pa.Table]:
         bs, size = self.batch_size, self.shuffle_buffer

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -201,3 +202,18 @@ def test_only_user_errors_are_not_retried() -> None:
     assert _transient(None, None, Failed(data=OSError("disk went away")))
     assert _transient(None, None, Failed(data=RuntimeError("ray worker died")))
     assert not _transient(None, None, Failed(data=ValueError("no such column")))
+
+
+def test_example_trains_on_the_published_selection_through_the_feed(reference: dict) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "train.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), str(reference["store"].root), "--epochs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("epoch 0: ") and lines[1].startswith("epoch 1: ")
+    accuracy = float(lines[-1].split()[2])
+    assert accuracy > 0.5  # 6 topics: chance is about 0.17

@@ -127,8 +127,14 @@ def test_schedule_serves_a_cron_deployment_that_runs_the_flow(tmp_path: Path, se
             )
 
         _wait("the scheduled flow run", curated, timeout=240)
-        runs = _api(api + "/flow_runs/filter", {})
-        assert any(r["state_type"] == "COMPLETED" for r in runs)
+        # the store commits before the flow run reports its final state
+        _wait(
+            "the flow run's Completed state",
+            lambda: any(
+                r["state_type"] == "COMPLETED" for r in _api(api + "/flow_runs/filter", {})
+            ),
+            timeout=60,
+        )
         assert Store(store_root).query("SELECT count(*) FROM selections").column(0)[0].as_py() > 0
     finally:
         _stop(serve)
