@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import SUMMARIES
 
 from thresher.scoring.prototypes import prototype_scores, spherical_kmeans
-from thresher.selection.pruning import AUTO, select
+from thresher.selection.pruning import auto_policy, select
 
 POLICIES = ("random", "auto", "easy", "hard", "ccs", "kcenter")
 KEEP = (0.1, 0.3, 0.5, 0.7)
@@ -116,7 +116,7 @@ def table(name: str, results: dict) -> list[str]:
                 else (" (>= random)" if accs.mean() >= rand.mean() else " (< random)")
             )
             cells.append(f"{accs.mean():.3f} +- {accs.std():.3f}{mark}")
-        label = f"auto (= {AUTO})" if policy == "auto" else policy
+        label = policy
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
 
@@ -173,13 +173,89 @@ def curves(x: np.ndarray, y: np.ndarray, budget: int, rounds: int, seeds: int) -
     return rows
 
 
+POOL_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+
+
+def regime(x: np.ndarray, y: np.ndarray, seeds: int) -> list[dict]:
+    """hard / easy against random over pool sizes x kept fractions: where each wins.
+
+    Sorscher et al.'s picture: keep easy items when the kept set is small for the
+    task, hard ones when it is large. `per_cluster` (kept items per k-means
+    cluster, k = classes) is the abundance measure the rule in `pruning` uses.
+    """
+    k = len(np.unique(y))
+    cells: dict[tuple[int, float], dict[str, list[float]]] = {}
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(x))
+        cut = int(0.7 * len(x))
+        pool, test = perm[:cut], perm[cut:]
+        for frac in POOL_FRACTIONS:
+            sub = pool[: int(frac * len(pool))]  # a random subset: pool is shuffled
+            xp, yp = x[sub], y[sub]
+            cluster, distance, _ = prototype_scores(xp, spherical_kmeans(xp, k, seed=seed))
+            for keep in KEEP:
+                budget = round(keep * len(sub))
+                cell = cells.setdefault((len(sub), keep), {})
+                for policy in ("random", "easy", "hard", "auto"):
+                    picked = select(
+                        len(sub), budget, policy, scores=distance, groups=cluster, seed=seed
+                    )
+                    acc = accuracy(xp[picked], yp[picked], x[test], y[test])
+                    cell.setdefault(policy, []).append(acc)
+    rows = []
+    for (n, keep), cell in sorted(cells.items()):
+        mean = {p: float(np.mean(v)) for p, v in cell.items()}
+        rows.append(
+            {
+                "pool": n,
+                "keep": keep,
+                "per_cluster": keep * n / k,
+                "random": mean["random"],
+                "easy": mean["easy"] - mean["random"],
+                "hard": mean["hard"] - mean["random"],
+                "auto": mean["auto"] - mean["random"],
+                "auto_is": auto_policy(n, round(keep * n), np.arange(k)),
+                "sd": float(np.std(cell["random"])),
+            }
+        )
+    return rows
+
+
+def regime_table(name: str, rows: list[dict]) -> list[str]:
+    out = [
+        f"{name}\n",
+        "| pool | keep | kept per cluster | random | easy - random | hard - random | best "
+        "| auto | auto - random |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for r in rows:
+        best = max(("random", 0.0), ("easy", r["easy"]), ("hard", r["hard"]), key=lambda t: t[1])
+        out.append(
+            f"| {r['pool']:,} | {int(r['keep'] * 100)}% | {r['per_cluster']:.0f} | "
+            f"{r['random']:.3f} +- {r['sd']:.3f} | {r['easy']:+.3f} | {r['hard']:+.3f} | "
+            f"{best[0]} | {r['auto_is']} | {r['auto']:+.4f} |"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--summaries", type=int, default=10_000)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/thresher-bench-cache"))
     parser.add_argument("--learn-only", action="store_true", help="only the learning curves")
+    parser.add_argument(
+        "--regime", action="store_true", help="only the data-regime sweep (pool size x keep)"
+    )
     args = parser.parse_args()
+    if args.regime:
+        x, y = digits()
+        print("\n".join(regime_table("digits, 10 classes", regime(x, y, args.seeds))), flush=True)
+        x, y = labelled_summaries(args.summaries, args.cache)
+        name = f"PyPI summaries, {len(np.unique(y))} families, MiniLM"
+        print("\n" + "\n".join(regime_table(name, regime(x, y, args.seeds))))
+        return
     if args.learn_only:
         x, y = digits()
         print("active learning on digits, 5 rounds, budget 300, proxy = linear probe\n")

@@ -69,6 +69,8 @@ def cli(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if verbose:  # Prefect's own flow and task run logs too
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 
 @cli.command()
@@ -633,7 +635,9 @@ def schedule(config: str, cron: str, name: str | None) -> None:
 
 
 def _quiet_prefect() -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    """Prefect logs a failed task's traceback at ERROR; the command line reports errors
+    itself (one line for a user error), so its logs show only with -v."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 

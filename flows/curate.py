@@ -262,7 +262,8 @@ def curate(config_path: str) -> dict[str, Any]:
 def run_config(config_path: str, bars: ProgressFactory | None = None) -> dict[str, Any]:
     """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set)."""
     global _bars
-    cfgmod.load(config_path)  # a bad config fails here, before Prefect starts
+    cfg = cfgmod.load(config_path)  # a bad config or source fails here, before Prefect starts
+    expand_sources(list(cfg.ingest.sources), cfg.ingest.format)
     _bars = bars or _no_bar
     try:
         return curate(config_path=str(config_path))

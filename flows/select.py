@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from thresher.scoring.matryoshka import normalize
-from thresher.selection.pruning import AUTO, select
+from thresher.selection.pruning import auto_policy, select
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.sql import read_only_query
@@ -126,7 +126,7 @@ def select_items(
         write_selection(run, name, ids[picked], np.ones(n))
         run.record(StageCounts("select", name, len(ids), n, len(ids) - n, 0))
         run.message = f"{n} of {len(ids)} kept as {name!r} ({policy}"
-        run.message += f" = {AUTO})" if policy == "auto" else ")"
+        run.message += f" = {auto_policy(len(ids), budget, groups)})" if policy == "auto" else ")"
     return SelectReport(run.run_id, name, policy, len(ids), n)
 
 

@@ -2,7 +2,8 @@
 
 - ``hard`` keeps the largest scores (farthest from their prototype), ``easy``
   the smallest (Sorscher et al. 2022: hard when data is abundant, easy when
-  it is scarce); ``random`` is the baseline every policy is judged against.
+  it is scarce); ``random`` is the baseline every policy is judged against;
+  ``auto`` picks one of the three by data regime (`auto_policy`).
 - ``ccs``: coverage-centric selection (Zheng et al. ICLR 2023): drop the
   hardest `tail` fraction first (likely noise), cut the remaining score range
   into `bins` equal-width strata, and fill the budget from the smallest
@@ -26,11 +27,28 @@ import numpy as np
 
 Policy = Literal["hard", "easy", "random", "ccs", "kcenter"]
 POLICIES: tuple[str, ...] = ("auto", "hard", "easy", "random", "ccs", "kcenter")
-# `auto` is cluster-balanced random: in benchmarks/selection.py (digits and 10k labelled
-# PyPI summaries, 5 seeds, keep 10-70%) no score-based policy matched random at every
-# budget on both datasets (see the README). A data-regime rule (easy when data is
-# scarce, hard when abundant) has to beat this measured default before it replaces it.
-AUTO = "random"
+# `auto` follows Sorscher et al.'s data regimes, with thresholds measured by
+# `python benchmarks/selection.py --regime` (digits and 10k labelled PyPI summaries,
+# pool sizes 1/8 to all of the pool x keep 10-70%, 5 seeds; table in the README):
+# - scarce: fewer than SCARCE_PER_GROUP kept items per cluster (or class) -> easy.
+#   Easy beat random only at 2 per cluster (+0.10); at 3 and more it lost in every cell.
+# - abundant: keeping at least ABUNDANT_KEEP of the candidates -> hard (prune the
+#   easiest). Hard >= random at keep 70% for all 8 pool sizes of both datasets; at
+#   50% it lost on the summaries at every pool size (up to 500 kept per cluster), so
+#   the regime is set by the kept fraction, not by kept items per cluster.
+# - in between -> random, which no score-based policy beat there.
+SCARCE_PER_GROUP = 3
+ABUNDANT_KEEP = 0.7
+
+
+def auto_policy(n: int, budget: int, groups: np.ndarray | None = None) -> str:
+    """The policy `auto` runs for keeping `budget` of `n` candidates (see above)."""
+    k = len(np.unique(groups)) if groups is not None and len(groups) else 1
+    if budget < SCARCE_PER_GROUP * k:
+        return "easy"
+    if budget >= round(ABUNDANT_KEEP * n):  # the rounding callers use for keep * n
+        return "hard"
+    return "random"
 
 
 def quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
@@ -135,7 +153,7 @@ def select(
     if policy not in POLICIES:
         raise ValueError(f"policy {policy!r}: allowed {', '.join(POLICIES)}")
     if policy == "auto":
-        policy = AUTO
+        policy = auto_policy(n, budget, groups)
     rng = np.random.default_rng(seed)
     if groups is None:
         return select_one(n, budget, policy, rng, scores, vectors)

@@ -217,3 +217,13 @@ def test_example_trains_on_the_published_selection_through_the_feed(reference: d
     assert lines[0].startswith("epoch 0: ") and lines[1].startswith("epoch 1: ")
     accuracy = float(lines[-1].split()[2])
     assert accuracy > 0.5  # 6 topics: chance is about 0.17
+
+
+def test_missing_source_is_one_line_and_no_store_is_made(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "s", ["nope/*.jsonl"])
+    proc = thresher("run", cfg, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"thresher: error: {tmp_path}/nope/*.jsonl: no files match this pattern"
+    ]
+    assert not (tmp_path / "s").exists()

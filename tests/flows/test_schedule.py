@@ -136,6 +136,24 @@ def test_schedule_serves_a_cron_deployment_that_runs_the_flow(tmp_path: Path, se
             timeout=60,
         )
         assert Store(store_root).query("SELECT count(*) FROM selections").column(0)[0].as_py() > 0
+        # the run's artifact: a table of counts per stage
+        (artifact,) = _api(
+            api + "/artifacts/filter", {"artifacts": {"key": {"any_": ["thresher-curate-train"]}}}
+        )
+        assert artifact["type"] == "table"
+        rows = (
+            json.loads(artifact["data"]) if isinstance(artifact["data"], str) else artifact["data"]
+        )
+        assert [r["stage"] for r in rows] == [
+            "ingest",
+            "filter",
+            "embed",
+            "dedup",
+            "score",
+            "select",
+            "publish",
+        ]
+        assert rows[0]["kept"] == 300
     finally:
         _stop(serve)
     assert serve.returncode is not None

@@ -68,3 +68,22 @@ def test_score_policies_need_scores() -> None:
         select(10, 3, "hard")
     with pytest.raises(ValueError, match="allowed"):
         select(10, 3, "best")
+
+
+def test_auto_follows_the_measured_data_regimes() -> None:
+    from thresher.selection.pruning import auto_policy
+
+    groups = np.repeat(np.arange(10), 100)  # 10 clusters of 100
+    assert auto_policy(1000, 29, groups) == "easy"  # < 3 kept per cluster: scarce
+    assert auto_policy(1000, 30, groups) == "random"
+    assert auto_policy(1000, 699, groups) == "random"
+    assert auto_policy(1000, 700, groups) == "hard"  # keep >= 70%: abundant
+    assert auto_policy(1000, 2, None) == "easy"
+    rng = np.random.default_rng(0)
+    scores = rng.random(1000)
+    for budget in (20, 300, 800):
+        resolved = auto_policy(1000, budget, groups)
+        assert np.array_equal(
+            select(1000, budget, "auto", scores=scores, groups=groups, seed=1),
+            select(1000, budget, resolved, scores=scores, groups=groups, seed=1),
+        )
