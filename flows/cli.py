@@ -619,6 +619,17 @@ def run_cmd(config: str, quiet: bool) -> None:
     click.echo(f"curate run {result['run_id']} of store {result['store']}")
 
 
+@cli.command("config")
+@click.argument("sources", nargs=-1)
+@click.option("--store", default="store", show_default=True, help="The store path to write in.")
+def config_cmd(sources: tuple[str, ...], store: str) -> None:
+    """Print a curate config with every key at its default, for SOURCES (files, folders,
+    globs): a starting point for `thresher run`."""
+    from thresher.flows.config import template
+
+    click.echo(template(store, list(sources) or ["data"]), nl=False)
+
+
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--cron", required=True, help='When to run, e.g. "0 * * * *" (hourly).')

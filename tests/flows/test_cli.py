@@ -32,6 +32,7 @@ COMMANDS = [
     "demo",
     "run",
     "schedule",
+    "config",
 ]
 # The console script of the environment running the tests (CI does not activate the venv).
 THRESHER = str(Path(sys.executable).with_name("thresher"))

@@ -71,3 +71,20 @@ def test_template_lists_every_key_and_parses_back(tmp_path: Path) -> None:
     cfg = config.parse(raw, tmp_path / "c.toml")
     assert cfg.filter == config.FilterSection()
     assert cfg.select == config.SelectSection()
+
+
+def test_config_command_prints_a_template_that_loads(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    thresher = str(Path(sys.executable).with_name("thresher"))
+    out = subprocess.run(
+        [thresher, "config", "data/*.jsonl", "--store", "my-store"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cfg = config.load(_write(tmp_path, out))
+    assert cfg.ingest.sources == (str(tmp_path / "data/*.jsonl"),)
+    assert cfg.store == str(tmp_path / "my-store")
+    assert cfg.dedup == config.DedupSection()
