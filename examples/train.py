@@ -3,17 +3,25 @@
     python examples/train.py STORE [--selection train] [--label topic] [--epochs 5]
 
 Reads the latest published version of the selection with `SelectionFeed`
-(shuffled, seeded, sharded by DDP rank if launched with torchrun), trains a
-hashed bag-of-words classifier with the importance weights in its loss
-(sum(w * loss) / sum(w)), and reports accuracy on the kept items that were not
-selected. Run `thresher demo --store DIR` first for a store with a published
-selection named "train" and a "topic" label.
+(shuffled, seeded), trains a hashed bag-of-words classifier with the
+importance weights in its loss (sum(w * loss) / sum(w)), and reports accuracy
+on the kept items that were not selected. Run `thresher demo --store DIR`
+first for a store with a published selection named "train" and a "topic"
+label.
+
+Distributed data parallel on CPU (gloo), each rank reading its own share of
+the rows:
+
+    torchrun --standalone --nproc_per_node 2 examples/train.py STORE
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -80,24 +88,34 @@ def main() -> None:
         shuffle_buffer=4096,
         seed=args.seed,
     )
-    model = BagOfWords(len(classes))
+    model: nn.Module = BagOfWords(len(classes))
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:  # launched by torchrun: the feed reads rank and world size from here
+        torch.distributed.init_process_group("gloo")
+        model = nn.parallel.DistributedDataParallel(model)
+    rank = torch.distributed.get_rank() if distributed else 0
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     loader = feed.loader()
     for epoch in range(args.epochs):
         feed.set_epoch(epoch)
         total, weight_sum, rows = 0.0, 0.0, 0
-        for batch in loader:
-            y = torch.tensor([code[v] for v in batch[label]])
-            w = batch["weight"]
-            loss = (w * loss_fn(model(batch[text]), y)).sum() / w.sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * float(w.sum())
-            weight_sum += float(w.sum())
-            rows += len(y)
-        print(f"epoch {epoch}: {rows} rows, weighted loss {total / weight_sum:.4f}")
+        # ranks may get one batch more or less: join() keeps DDP from waiting forever
+        with model.join() if distributed else _nothing():  # type: ignore[operator]
+            for batch in loader:
+                y = torch.tensor([code[v] for v in batch[label]])
+                w = batch["weight"]
+                loss = (w * loss_fn(model(batch[text]), y)).sum() / w.sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * float(w.sum())
+                weight_sum += float(w.sum())
+                rows += len(y)
+        print(f"rank {rank} epoch {epoch}: {rows} rows, weighted loss {total / weight_sum:.4f}")
+    if rank != 0:
+        torch.distributed.destroy_process_group()
+        return
 
     # held out: kept items (no duplicate, no filter drop) outside the selection
     held = store.query(
@@ -107,13 +125,21 @@ def main() -> None:
         f'USING (item_id) WHERE i."{label}" IS NOT NULL',
         {"s": args.selection},
     )
+    net = model.module if distributed else model
     with torch.no_grad():
-        pred = model(held.column("text").to_pylist()).argmax(1).numpy()
+        pred = net(held.column("text").to_pylist()).argmax(1).numpy()
     truth = np.array([code[v] for v in held.column("label").to_pylist()])
     print(
         f"held-out accuracy: {(pred == truth).mean():.3f} on {len(truth)} items "
         f"({feed.num_rows} training rows from {args.selection!r})"
     )
+    if distributed:
+        torch.distributed.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 if __name__ == "__main__":

@@ -204,17 +204,29 @@ def test_only_user_errors_are_not_retried() -> None:
     assert not _transient(None, None, Failed(data=ValueError("no such column")))
 
 
-def test_example_trains_on_the_published_selection_through_the_feed(reference: dict) -> None:
+def test_example_trains_with_ddp_on_the_published_selection(reference: dict) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "train.py"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    store: Store = reference["store"]
     proc = subprocess.run(
-        [sys.executable, str(example), str(reference["store"].root), "--epochs", "2"],
+        [
+            *(str(torchrun), "--standalone", "--nproc_per_node", "2"),
+            *(str(example), str(store.root), "--epochs", "2"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("epoch 0: ") and lines[1].startswith("epoch 1: ")
+    rows = {
+        (ln.split()[1], ln.split()[3]): int(ln.split()[4]) for ln in lines if ln.startswith("rank ")
+    }
+    published = store.query("SELECT rows FROM publications ORDER BY version DESC LIMIT 1")
+    total = published.column(0)[0].as_py()
+    for epoch in ("0:", "1:"):  # the two ranks split each epoch's rows between them
+        assert rows[("0", epoch)] + rows[("1", epoch)] == total
+        assert abs(rows[("0", epoch)] - rows[("1", epoch)]) <= 1
     accuracy = float(lines[-1].split()[2])
     assert accuracy > 0.5  # 6 topics: chance is about 0.17
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +151,19 @@ def test_from_store_reads_the_published_selection(store, tmp_path) -> None:
     assert len(rows) == 50 and len(set(rows)) == 50
     with pytest.raises(ValueError, match="no published selection 'test'"):
         SelectionFeed.from_store(store, "test")
+
+
+def test_real_ddp_ranks_with_two_workers_each_read_every_row_once(files, tmp_path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    script = Path(__file__).with_name("ddp_feed.py")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]  # from torch.distributed
+    assert sorted(ranks[0]["ids"] + ranks[1]["ids"]) == list(range(N))
