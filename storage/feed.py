@@ -137,6 +137,7 @@ class SelectionFeed(IterableDataset):
         self.num_rows = sum(g.rows for g in self.groups)
         self.epoch = 0
         self._skip: tuple[int, int, int] | None = None  # (epoch, batches, num_workers)
+        self._array_transport = False  # set by FeedLoader, which makes tensors in the trainer
 
     # ----- where to find a selection
     @classmethod
@@ -212,7 +213,8 @@ class SelectionFeed(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, role])
         for i, table in enumerate(self._batches(self._read(start, end), rng)):
             if i >= skip:
-                yield to_torch(table)
+                # a FeedLoader's worker hands over arrays; the trainer makes the tensors
+                yield to_arrays(table) if (info and self._array_transport) else to_torch(table)
 
     def _read(self, start: int, end: int) -> Iterator[pa.Table]:
         """This worker's rows, a row group at a time; the next one is decoded on a thread
@@ -291,26 +293,40 @@ def _cut(table: pa.Table, bs: int) -> Iterator[pa.Table]:
         yield table.slice(i, bs)
 
 
-def to_torch(table: pa.Table) -> dict[str, Any]:
-    """Columns as tensors where they are numbers or equal-length number lists, else lists."""
-    out: dict[str, Any] = {}
+class _Arrays(dict):
+    """A batch as NumPy arrays and lists: what a FeedLoader's worker hands over (a
+    contiguous array pickles as one copy; tensors would each go through shared memory)."""
+
+
+def to_arrays(table: pa.Table) -> _Arrays:
+    """Columns as compact NumPy arrays where they are numbers or equal-length number lists
+    (2-D), else Python lists; `weight` as float32."""
+    out = _Arrays()
     for name, col in zip(table.column_names, table.columns, strict=True):
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         t = arr.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-            if arr.null_count:
-                out[name] = arr.to_pylist()
-            else:
-                out[name] = torch.from_numpy(arr.to_numpy(zero_copy_only=False).copy())
+        if arr.null_count:
+            out[name] = arr.to_pylist()
+        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+            out[name] = np.array(arr.to_numpy(zero_copy_only=False))  # a writable copy
         elif (pa.types.is_fixed_size_list(t) or pa.types.is_list(t)) and (
             pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
         ):
-            out[name] = _matrix(arr) if not arr.null_count else arr.to_pylist()
+            out[name] = _matrix(arr)
         else:
             out[name] = arr.to_pylist()
-    if WEIGHT in out and isinstance(out[WEIGHT], torch.Tensor):
-        out[WEIGHT] = out[WEIGHT].float()
+    if isinstance(out.get(WEIGHT), np.ndarray):
+        out[WEIGHT] = out[WEIGHT].astype(np.float32)
     return out
+
+
+def tensors(arrays: dict[str, Any]) -> dict[str, Any]:
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in arrays.items()}
+
+
+def to_torch(table: pa.Table) -> dict[str, Any]:
+    """Columns as tensors where they are numbers or equal-length number lists, else lists."""
+    return tensors(to_arrays(table))
 
 
 def _matrix(arr: pa.Array) -> Any:
@@ -322,7 +338,11 @@ def _matrix(arr: pa.Array) -> Any:
             return arr.to_pylist()
         width = int(lengths[0]) if len(lengths) else 0
     values = arr.flatten().to_numpy(zero_copy_only=False)
-    return torch.from_numpy(values.reshape(len(arr), width).copy())
+    return values.reshape(len(arr), width).copy()
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
 
 
 class FeedLoader(DataLoader):
@@ -333,6 +353,15 @@ class FeedLoader(DataLoader):
         kwargs.setdefault("batch_size", None)
         if kwargs["batch_size"] is not None:
             raise ValueError("the feed makes its own batches: leave DataLoader batch_size unset")
+        if kwargs.get("persistent_workers"):
+            raise ValueError(
+                "persistent_workers: the feed's epoch and resume state reach its workers only "
+                "when they start; leave it off"
+            )
+        if "collate_fn" in kwargs:
+            raise ValueError("the feed makes its own batches: no collate_fn")
+        feed._array_transport = kwargs.get("num_workers", 0) > 0
+        kwargs["collate_fn"] = _as_is
         super().__init__(feed, **kwargs)
         self.feed = feed
         self.batches = 0
@@ -343,7 +372,7 @@ class FeedLoader(DataLoader):
         self.batches = pending[1] if pending is not None and resuming else 0
         for batch in super().__iter__():
             self.batches += 1
-            yield batch
+            yield tensors(batch) if isinstance(batch, _Arrays) else batch
         self.feed._skip = None
 
     def state_dict(self) -> dict[str, int]:

@@ -167,3 +167,11 @@ def test_real_ddp_ranks_with_two_workers_each_read_every_row_once(files, tmp_pat
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]  # from torch.distributed
     assert sorted(ranks[0]["ids"] + ranks[1]["ids"]) == list(range(N))
+
+
+def test_loader_refuses_settings_that_would_break_epochs_or_batches(files) -> None:
+    feed = SelectionFeed(files)
+    with pytest.raises(ValueError, match="persistent_workers"):
+        feed.loader(num_workers=2, persistent_workers=True)
+    with pytest.raises(ValueError, match="leave DataLoader batch_size unset"):
+        feed.loader(batch_size=8)
