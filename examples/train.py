@@ -120,7 +120,8 @@ def main() -> None:
     # held out: kept items (no duplicate, no filter drop) outside the selection
     held = store.query(
         f'SELECT i."{text}" AS text, i."{label}" AS label FROM items i '
-        "ANTI JOIN (SELECT item_id FROM selections WHERE selection = $s) s USING (item_id) "
+        "ANTI JOIN (SELECT item_id FROM selections WHERE selection = $s AND run_id = "
+        "(SELECT max(run_id) FROM selections WHERE selection = $s)) s USING (item_id) "
         "ANTI JOIN (SELECT item_id FROM duplicates UNION ALL SELECT item_id FROM filtered) x "
         f'USING (item_id) WHERE i."{label}" IS NOT NULL',
         {"s": args.selection},
