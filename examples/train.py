@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import zlib
 from collections.abc import Iterator
 
@@ -112,7 +113,9 @@ def main() -> None:
                 total += loss.item() * float(w.sum())
                 weight_sum += float(w.sum())
                 rows += len(y)
-        print(f"rank {rank} epoch {epoch}: {rows} rows, weighted loss {total / weight_sum:.4f}")
+        # one write per line: torchrun's ranks share stdout unbuffered, and print() writes
+        # the text and its newline separately, so two ranks' lines would run together
+        sys.stdout.write(f"rank {rank} epoch {epoch}: {rows} rows, loss {total / weight_sum:.4f}\n")
     if rank != 0:
         torch.distributed.destroy_process_group()
         return
