@@ -6,7 +6,10 @@ import os
 import tempfile
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+
+if not torch.cuda.is_available():  # kernels run in Triton's CPU interpreter, else on the GPU
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 # Prefect: a throwaway home (its ephemeral server's database) for this test session
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="thresher-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
