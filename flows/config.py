@@ -87,6 +87,7 @@ class SelectSection:
     balance: str = _choices(*BALANCE, default="cluster")
     where: str | None = None
     seed: int = 0
+    publish_uri: str | None = None  # each published version is also copied here
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,13 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
     sections["ingest"] = dataclasses.replace(
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
+    target = sections["select"].publish_uri
+    if target is not None:
+        if not target.strip():
+            raise fail("[select] publish_uri: empty; give a folder or URI, or false")
+        sections["select"] = dataclasses.replace(
+            sections["select"], publish_uri=_resolve(base, target)
+        )
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
 
 

@@ -34,7 +34,7 @@ from thresher.flows import dedup as dedup_mod
 from thresher.flows.embed import embed
 from thresher.flows.filter import filter_items
 from thresher.flows.score import score
-from thresher.flows.select import publish, select_items
+from thresher.flows.select import mirror, publish, select_items
 from thresher.scoring.embedders import EmbedderConfig
 from thresher.selection.filters import Rules
 from thresher.storage import queries
@@ -222,7 +222,10 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_task(cfg: cfgmod.CurateConfig) -> StageResult:
     pub = publish(Store(cfg.store), cfg.select.name)
-    return StageResult("publish", pub.rows, pub.rows, skipped=not pub.new, detail=str(pub.path))
+    detail = str(pub.path)
+    if cfg.select.publish_uri:  # also after a run cut short between publishing and copying
+        detail += f" and {mirror(pub, cfg.select.publish_uri)}"
+    return StageResult("publish", pub.rows, pub.rows, skipped=not pub.new, detail=detail)
 
 
 STAGES = (ingest_task, filter_task, embed_task, dedup_task, score_task, select_task, publish_task)

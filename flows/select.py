@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.pruning import auto_policy, select
-from thresher.storage import queries
+from thresher.storage import queries, uri
 from thresher.storage import vectors as vstore
 from thresher.storage.sql import read_only_query
 from thresher.storage.store import Run, StageCounts, Store
@@ -168,10 +171,11 @@ def _selection_rows(store: Store, name: str) -> tuple[pa.Table, int]:
     return table.drop_columns(["selection_run"]), run_id
 
 
-def _write_dataset(table: pa.Table, out: Path) -> None:
+def _write_dataset(table: pa.Table, out: Path | str, filesystem: Any = None) -> None:
     ds.write_dataset(
         table,
         out,
+        filesystem=filesystem,
         format="parquet",
         basename_template="part-{i}.parquet",
         max_rows_per_file=1_000_000,
@@ -181,12 +185,12 @@ def _write_dataset(table: pa.Table, out: Path) -> None:
 
 
 def export(store: Store, name: str, out_dir: str) -> int:
-    """Write selection `name` (its latest run) joined to its items as a Parquet dataset."""
+    """Write selection `name` (its latest run) joined to its items as a Parquet dataset
+    to a local folder or an object-store URI (see thresher.storage.uri)."""
     table, _ = _selection_rows(store, name)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty")
-    _write_dataset(table, out)
+    fs, path = uri.resolve(out_dir)
+    uri.check_empty(fs, path, out_dir)
+    _write_dataset(table, path, fs)
     return table.num_rows
 
 
@@ -208,7 +212,7 @@ def publish(store: Store, name: str) -> Publication:
     if latest is not None and latest.selection_run == selection_run:
         return dataclasses.replace(latest, new=False)
     with store.run("publish", {"name": name, "selection_run": selection_run}) as run:
-        rel = f"published/{vstore.safe_name(name)}/v{run.run_id:06d}"
+        rel = uri.version_dir("published", name, run.run_id)
         _write_dataset(table, run.stage_path(rel))
         run.catalog_rows.append(
             (
@@ -225,6 +229,26 @@ def publish(store: Store, name: str) -> Publication:
         run.record(StageCounts("publish", name, table.num_rows, table.num_rows, 0, 0))
         run.message = f"{table.num_rows} rows of {name!r} published as {rel}"
     return Publication(name, run.run_id, store.root / rel, table.num_rows, selection_run)
+
+
+def mirror(pub: Publication, base: str) -> str:
+    """Copy published version `pub` to BASE/NAME/vVERSION (a folder or an object-store
+    URI), then write its _SUCCESS marker; a version with the marker is not copied again,
+    one without (a copy cut short) is copied over."""
+    dest = uri.version_dir(base, pub.name, pub.version)
+    fs, path = uri.resolve(dest)
+    if fs.get_file_info(f"{path}/{uri.DONE}").type == pafs.FileType.File:
+        return dest
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(
+        str(pub.path),
+        path,
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=fs,
+    )
+    with fs.open_output_stream(f"{path}/{uri.DONE}") as out:
+        out.write(json.dumps({"name": pub.name, "version": pub.version, "rows": pub.rows}).encode())
+    return dest
 
 
 def latest_publication(store: Store, name: str) -> Publication | None:

@@ -28,17 +28,20 @@ where it stopped.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from thresher.storage import uri
 
 WEIGHT = "weight"
 
@@ -98,6 +101,7 @@ class SelectionFeed(IterableDataset):
         self,
         files: Sequence[str | os.PathLike[str]],
         *,
+        filesystem: pafs.FileSystem | None = None,
         columns: Sequence[str] | None = None,
         batch_size: int = 256,
         shuffle_buffer: int = 0,
@@ -114,7 +118,8 @@ class SelectionFeed(IterableDataset):
         self.files = [str(f) for f in files]
         if not self.files:
             raise ValueError("a feed needs at least one Parquet file")
-        schema = pq.read_schema(self.files[0])
+        self.filesystem = filesystem  # None: local paths (or URIs pyarrow resolves itself)
+        schema = pq.read_schema(self.files[0], filesystem=filesystem)
         names = schema.names
         if columns is None:
             columns = list(names)
@@ -129,24 +134,27 @@ class SelectionFeed(IterableDataset):
         self.rank, self.world_size = _rank_world(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is not in [0, {self.world_size})")
+        metas = [self._open(f).metadata for f in range(len(self.files))]
         self.groups = [
-            _Group(f, g, pq.ParquetFile(path).metadata.row_group(g).num_rows)
-            for f, path in enumerate(self.files)
-            for g in range(pq.ParquetFile(path).metadata.num_row_groups)
+            _Group(f, g, meta.row_group(g).num_rows)
+            for f, meta in enumerate(metas)
+            for g in range(meta.num_row_groups)
         ]
         self.num_rows = sum(g.rows for g in self.groups)
         self.epoch = 0
         self._skip: tuple[int, int, int] | None = None  # (epoch, batches, num_workers)
         self._array_transport = False  # set by FeedLoader, which makes tensors in the trainer
 
+    def _open(self, f: int) -> pq.ParquetFile:
+        return pq.ParquetFile(self.files[f], filesystem=self.filesystem)
+
     # ----- where to find a selection
     @classmethod
     def from_dir(cls, path: str | os.PathLike[str], **kwargs: Any) -> SelectionFeed:
-        """A `thresher export` folder, or any folder of Parquet files."""
-        files = sorted(Path(path).rglob("*.parquet"))
-        if not files:
-            raise ValueError(f"{path}: no Parquet files")
-        return cls(files, **kwargs)
+        """A `thresher export` folder, or any folder of Parquet files: a local path or
+        an object-store URI such as s3://bucket/selections/train (see storage/uri.py)."""
+        filesystem, files = uri.parquet_files(path)
+        return cls(files, filesystem=filesystem, **kwargs)
 
     @classmethod
     def from_store(
@@ -163,6 +171,28 @@ class SelectionFeed(IterableDataset):
             what = f"version {version} of " if version is not None else ""
             raise ValueError(f"{store.root}: no published {what}selection {name!r}")
         return cls.from_dir(store.root / rows[0]["path"], **kwargs)
+
+    @classmethod
+    def from_uri(
+        cls, base: str, name: str, version: int | None = None, **kwargs: Any
+    ) -> SelectionFeed:
+        """A selection the curate flow copied to `[select] publish_uri` = `base` (a folder
+        or an object-store URI): the latest complete version (one with its _SUCCESS
+        marker) by default. Needs no access to the store."""
+        fs, path = uri.resolve(uri.selection_dir(base, name))
+        listing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        versions = sorted(
+            (i.base_name for i in listing if re.fullmatch(r"v\d{6,}", i.base_name)),
+            key=lambda v: int(v[1:]),
+            reverse=True,
+        )
+        if version is not None:
+            versions = [v for v in versions if int(v[1:]) == version]
+        for v in versions:
+            if fs.get_file_info(f"{path}/{v}/{uri.DONE}").type == pafs.FileType.File:
+                return cls.from_dir(f"{uri.selection_dir(base, name)}/{v}", **kwargs)
+        what = f"version {version} of " if version is not None else ""
+        raise ValueError(f"{base}: no complete published {what}selection {name!r}")
 
     # ----- epochs and resume
     def set_epoch(self, epoch: int) -> None:
@@ -233,7 +263,7 @@ class SelectionFeed(IterableDataset):
         def load(item: tuple[_Group, int, int]) -> pa.Table:
             g, offset, length = item
             if g.file not in files:
-                files[g.file] = pq.ParquetFile(self.files[g.file])
+                files[g.file] = self._open(g.file)
             return files[g.file].read_row_group(g.group, columns=self.columns).slice(offset, length)
 
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -275,7 +305,7 @@ class SelectionFeed(IterableDataset):
         """The selection as a Ray Dataset (Ray Data reads the same Parquet files)."""
         import ray.data
 
-        return ray.data.read_parquet(self.files, columns=self.columns)
+        return ray.data.read_parquet(self.files, columns=self.columns, filesystem=self.filesystem)
 
     def to_hf_dataset(self) -> Any:
         """The selection as a Hugging Face `datasets.Dataset` over the Arrow table in memory."""
@@ -284,7 +314,9 @@ class SelectionFeed(IterableDataset):
             from datasets.table import InMemoryTable
         except ImportError as exc:
             raise ValueError("to_hf_dataset needs: pip install datasets") from exc
-        table = pa.concat_tables(pq.read_table(f, columns=self.columns) for f in self.files)
+        table = pa.concat_tables(
+            pq.read_table(f, columns=self.columns, filesystem=self.filesystem) for f in self.files
+        )
         return datasets.Dataset(InMemoryTable(table))
 
 

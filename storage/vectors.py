@@ -25,6 +25,7 @@ import numpy as np
 
 from thresher.storage.index import load_index, save_index
 from thresher.storage.store import Run, Store
+from thresher.storage.uri import safe_name
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,3 @@ def write_version(
         )
     )
     return info
-
-
-def safe_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -30,6 +30,17 @@ def test_false_turns_an_optional_stage_off(tmp_path: Path) -> None:
     )
     assert cfg.dedup.semantic is None and cfg.store == "/s"
     assert cfg.ingest.sources == (str(tmp_path / "a.csv"),)
+    assert cfg.select.publish_uri is None
+
+
+@pytest.mark.parametrize(
+    ("given", "resolved"),
+    [("s3://bucket/selections", "s3://bucket/selections"), ("out", "{tmp}/out")],
+)
+def test_publish_uri_keeps_uris_and_resolves_folders(tmp_path: Path, given, resolved) -> None:
+    body = f'store = "s"\n[ingest]\nsources = "a"\n[select]\npublish_uri = "{given}"\n'
+    cfg = config.load(_write(tmp_path, body))
+    assert cfg.select.publish_uri == resolved.format(tmp=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +56,10 @@ def test_false_turns_an_optional_stage_off(tmp_path: Path) -> None:
         (
             'store = "s"\n[ingest]\nsources = ["a"]\n[select]\npolicy = "hardest"\n',
             r"\[select\] policy: 'hardest' is not allowed; allowed: auto, hard, easy",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\npublish_uri = " "\n',
+            r"\[select\] publish_uri: empty; give a folder or URI, or false",
         ),
         (
             'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nkeep = 1.5\n',

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from thresher.flows.demo_data import make_records
+from thresher.storage.feed import SelectionFeed
 from thresher.storage.store import Store
 
 from tests.flows.test_cli import THRESHER, thresher
@@ -42,6 +43,7 @@ clusters = 6
 [select]
 name = "train"
 keep = 0.4
+publish_uri = "{store}-out"
 [flow]
 retries = 0
 """
@@ -150,6 +152,15 @@ def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) ->
     published = pq.read_table(store.root / pubs[-1]["path"])
     assert published.num_rows == pubs[-1]["rows"]
     assert {"item_id", "text", "topic", "weight"} <= set(published.column_names)
+    # both versions were also copied to [select] publish_uri, each marked complete
+    out = store.root.parent / "ref-out" / "train"
+    assert sorted(p.name for p in out.glob("v*/_SUCCESS")) == ["_SUCCESS", "_SUCCESS"]
+    feed = SelectionFeed.from_uri(str(out.parent), "train")
+    assert feed.num_rows == pubs[-1]["rows"]
+    assert (
+        SelectionFeed.from_uri(str(out.parent), "train", pubs[0]["version"]).num_rows
+        == (pubs[0]["rows"])
+    )
 
 
 def test_a_run_killed_mid_stage_resumes_to_the_same_selection(corpus: Path, reference: dict):
