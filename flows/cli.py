@@ -117,10 +117,11 @@ def ingest(
     batch_rows: int,
     quiet: bool,
 ) -> None:
-    """Ingest SOURCES (files, directories, globs) into STORE.
+    """Ingest SOURCES (files, directories, globs, or object-store URIs such as
+    s3://bucket/raw/*.jsonl) into STORE.
 
-    Every source column is kept. A file already ingested (same content) is
-    skipped. Rows that cannot be ingested go to the rejects table with a
+    Every source column is kept. A file already ingested (same content; for an
+    object, same URI, size and modification time) is skipped. Rows that cannot be ingested go to the rejects table with a
     reason; a file that cannot be read stops the ingest and changes nothing.
     """
     from thresher.storage.ingest import IngestConfig
@@ -387,7 +388,7 @@ def select_cmd(
 @click.argument("out_dir")
 def export_cmd(store: str, name: str, out_dir: str) -> None:
     """Write selection NAME (its latest run) with every item column and its weight to
-    OUT_DIR as Parquet."""
+    OUT_DIR as Parquet: a local folder or an object-store URI (s3://bucket/prefix)."""
     from thresher.flows.select import export
 
     rows = export(_open_store(store), name, out_dir)

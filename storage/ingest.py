@@ -3,26 +3,33 @@
 Every source column is kept under its own name; thresher adds `item_id` (a
 stable int64: the same input row always gets the same id) and `batch_id` (one
 per source file). A file is identified by the BLAKE2b hash of its content, so
-ingesting it again, under any name, adds nothing. Rows that cannot be ingested
+ingesting it again, under any name, adds nothing. Sources may also be
+object-store URIs (`s3://bucket/raw/*.jsonl`, see thresher.storage.uri): an
+object is identified by its URI, size and modification time (no download
+needed to tell it was seen), and a new one is downloaded into the store's
+folder, ingested, and deleted. Rows that cannot be ingested
 go to `rejects` with a reason; a file that cannot be read stops the whole
 ingest and leaves the store exactly as it was (see `Store.run`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from thresher.storage import readers
+from thresher.storage import readers, uri
 from thresher.storage.readers import Chunk, Format, SourceError
 from thresher.storage.store import StageCounts, Store, TableWriter
 
@@ -76,12 +83,26 @@ class IngestReport:
         return sum(s.rejected for s in self.sources)
 
 
-def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Path]:
-    """Files, directories (searched recursively for known suffixes) and globs, sorted."""
+Source: TypeAlias = Path | uri.RemoteFile
+
+
+def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Source]:
+    """Files, directories (searched recursively for known suffixes) and globs, sorted;
+    object-store URIs (an object, a prefix, a glob) as RemoteFiles."""
     if not sources:
         raise ValueError("no sources given")
-    out: list[Path] = []
+    out: list[Source] = []
     for src in sources:
+        if uri.is_uri(src):
+            suffixes = tuple(readers.SUFFIXES) if fmt == "auto" else None
+            try:
+                remote = uri.list_remote(src, suffixes)
+            except OSError as exc:
+                raise SourceError(f"{src}: cannot list: {exc}") from exc
+            if not remote:
+                raise SourceError(f"{src}: no objects match")
+            out.extend(remote)
+            continue
         path = Path(src).expanduser()
         if any(ch in src for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
@@ -100,11 +121,14 @@ def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Path]:
             files = [path]
         else:
             raise SourceError(f"{src}: no such file or directory")
-        out.extend(files)
-    return list(dict.fromkeys(p.absolute() for p in out))
+        out.extend(p.absolute() for p in files)
+    return list(dict.fromkeys(out))
 
 
-def fingerprint(path: Path) -> str:
+def fingerprint(path: Source) -> str:
+    if isinstance(path, uri.RemoteFile):
+        stamp = f"{path.uri}\n{path.size}\n{path.mtime_ns}".encode()
+        return hashlib.blake2b(stamp, digest_size=16).hexdigest()
     try:
         with open(path, "rb") as fh:
             return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
@@ -139,7 +163,7 @@ class _Validator:
     def __init__(self, cfg: IngestConfig, embedding_dim: int | None, seen_ids: np.ndarray) -> None:
         self.cfg, self.embedding_dim, self.seen_ids = cfg, embedding_dim, seen_ids
 
-    def check_columns(self, path: Path, table: pa.Table) -> None:
+    def check_columns(self, path: str, table: pa.Table) -> None:
         names = table.column_names
         for role, column in self.cfg.roles().items():
             if column not in names:
@@ -243,7 +267,7 @@ def ingest(
         report = IngestReport(run.run_id)
         known, next_batch, dim, seen = _store_state(store, cfg)
         validator = _Validator(cfg, dim, seen)
-        total = sum(p.stat().st_size for p in files)
+        total = sum(_size(p) for p in files)
         done_before = 0
         for path, fmt in zip(files, formats, strict=True):
             fp = fingerprint(path)
@@ -255,15 +279,17 @@ def ingest(
                 )
             else:
                 known[fp] = next_batch
-                src = _ingest_file(
-                    path,
-                    fmt,
-                    fp,
-                    next_batch,
-                    validator,
-                    run,
-                    _offset(on_progress, done_before, total),
-                )
+                with _local(path, store) as local:
+                    src = _ingest_file(
+                        local,
+                        fmt,
+                        fp,
+                        next_batch,
+                        validator,
+                        run,
+                        _offset(on_progress, done_before, total),
+                        name=str(path),
+                    )
                 report.sources.append(src)
                 run.sources.append(
                     {
@@ -280,11 +306,31 @@ def ingest(
                     }
                 )
                 next_batch += 1
-            done_before += path.stat().st_size
+            done_before += _size(path)
             if on_progress:
                 on_progress(done_before, total)
         run.message = f"{report.kept} rows kept, {report.rejected} rejected"
     return report
+
+
+def _size(path: Source) -> int:
+    return path.size if isinstance(path, uri.RemoteFile) else path.stat().st_size
+
+
+@contextlib.contextmanager
+def _local(path: Source, store: Store) -> Iterator[Path]:
+    """A local file with the source's bytes: the file itself, or a downloaded copy
+    (in the store's folder, which has room for the data anyway) removed afterwards."""
+    if not isinstance(path, uri.RemoteFile):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(dir=store.root, prefix="download-") as tmp:
+        local = Path(tmp) / PurePosixPath(path.path).name
+        try:
+            path.download(local)
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot download: {exc}") from exc
+        yield local
 
 
 def _offset(
@@ -328,26 +374,33 @@ def _ingest_file(
     validator: _Validator,
     run,
     progress: Callable[[int], object],
+    name: str,
 ) -> SourceReport:
+    """Ingest local file `path`; `name` is the source as the user gave it (a path or URI)."""
     items: TableWriter = run.writer("items", batch_id)
     rejects: TableWriter = run.writer("rejects", batch_id)
     salt = int(fp[:16], 16)
-    report = SourceReport(str(path), "ingested", batch_id)
+    report = SourceReport(name, "ingested", batch_id)
     checked = False
-    for chunk in readers.read_chunks(path, fmt, validator.cfg.batch_rows):
-        if chunk.table.num_columns and not checked:
-            validator.check_columns(path, chunk.table)
-            checked = True
-        kept, rejected = _process_chunk(chunk, salt, batch_id, validator, str(path))
-        items.write(kept)
-        rejects.write(_rejects_table(str(path), rejected, run.run_id))
-        report.rows_in += kept.num_rows + len(rejected)
-        report.kept += kept.num_rows
-        report.rejected += len(rejected)
-        progress(chunk.bytes_done)
+    try:
+        for chunk in readers.read_chunks(path, fmt, validator.cfg.batch_rows):
+            if chunk.table.num_columns and not checked:
+                validator.check_columns(name, chunk.table)
+                checked = True
+            kept, rejected = _process_chunk(chunk, salt, batch_id, validator, name)
+            items.write(kept)
+            rejects.write(_rejects_table(name, rejected, run.run_id))
+            report.rows_in += kept.num_rows + len(rejected)
+            report.kept += kept.num_rows
+            report.rejected += len(rejected)
+            progress(chunk.bytes_done)
+    except SourceError as exc:  # a downloaded copy: name the object, not the copy
+        if str(path) == name:
+            raise
+        raise SourceError(str(exc).replace(str(path), name)) from exc
     items.close()
     rejects.close()
-    run.record(StageCounts("ingest", str(path), report.rows_in, report.kept, 0, report.rejected))
+    run.record(StageCounts("ingest", name, report.rows_in, report.kept, 0, report.rejected))
     return report
 
 

@@ -49,7 +49,7 @@ class Chunk:
     bytes_done: int = 0
 
 
-def detect_format(path: Path, fmt: Format) -> str:
+def detect_format(path: Path | Any, fmt: Format) -> str:
     if fmt != "auto":
         return fmt
     try:

@@ -9,8 +9,10 @@ query options in the URI (`s3://bucket/p?endpoint_override=...`).
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -72,3 +74,54 @@ def selection_dir(base: str, name: str) -> str:
 
 def version_dir(base: str, name: str, version: int) -> str:
     return f"{selection_dir(base, name)}/v{version:06d}"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One object of an object store, as listed (a source file that is not local)."""
+
+    uri: str  # scheme://bucket/key
+    path: str  # inside `filesystem`
+    size: int
+    mtime_ns: int
+    filesystem: pafs.FileSystem = field(compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.uri
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.path).suffix
+
+    def download(self, local: Path) -> None:
+        pafs.copy_files(
+            self.path,
+            str(local),
+            source_filesystem=self.filesystem,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+
+
+def list_remote(location: str, suffixes: tuple[str, ...] | None) -> list[RemoteFile]:
+    """The objects a URI names: one object, every object under a prefix (with one of
+    `suffixes`, unless None), or those matching a glob (`*`, `?`, `[...]`); sorted."""
+    scheme = location.split("://", 1)[0]
+    glob_at = min((location.index(c) for c in "*?[" if c in location), default=-1)
+    base = location if glob_at < 0 else location[:glob_at].rsplit("/", 1)[0]
+    fs, path = resolve(base)
+    info = fs.get_file_info(path)
+    if glob_at < 0 and info.type == pafs.FileType.File:
+        found = [info]
+    elif info.type == pafs.FileType.NotFound and glob_at < 0:
+        raise ValueError(f"{location}: no such object or prefix")
+    else:
+        listing = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        found = [i for i in listing if i.is_file]
+        if glob_at >= 0:
+            found = [i for i in found if fnmatch.fnmatchcase(f"{scheme}://{i.path}", location)]
+        elif suffixes is not None:
+            found = [i for i in found if PurePosixPath(i.path).suffix.lower() in suffixes]
+    files = [
+        RemoteFile(f"{scheme}://{i.path}", i.path, i.size or 0, i.mtime_ns or 0, fs) for i in found
+    ]
+    return sorted(files, key=lambda f: f.uri)

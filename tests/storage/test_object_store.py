@@ -150,3 +150,39 @@ def test_published_versions_copied_to_s3_and_the_feed_takes_the_latest_complete(
     assert SelectionFeed.from_uri(base, "train", first.version).num_rows == 200
     with pytest.raises(ValueError, match="no complete published selection 'test'"):
         SelectionFeed.from_uri(base, "test")
+
+
+def _put(env: dict[str, str], key: str, data: bytes) -> None:
+    with _fs(env).open_output_stream(f"{BUCKET}/{key}") as out:
+        out.write(data)
+
+
+def _jsonl(start: int, stop: int) -> bytes:
+    return b"".join(b'{"id": %d, "text": "raw item %d"}\n' % (i, i) for i in range(start, stop))
+
+
+def test_sources_on_s3_are_ingested_once_and_only_new_objects_later(s3, store) -> None:
+    _put(s3, "raw/a.jsonl", _jsonl(0, 100))
+    _put(s3, "raw/b.jsonl", _jsonl(100, 150) + b"{broken\n")
+    _put(s3, "raw/notes.txt", b"not a source")
+    proc = thresher("ingest", str(store.root), f"s3://{BUCKET}/raw/*.jsonl", "--id-column", "id")
+    assert proc.returncode == 0, proc.stderr
+    sources = store.query("SELECT path, rows_kept, rows_rejected FROM sources ORDER BY 1")
+    assert sources.to_pylist() == [
+        {"path": f"s3://{BUCKET}/raw/a.jsonl", "rows_kept": 100, "rows_rejected": 0},
+        {"path": f"s3://{BUCKET}/raw/b.jsonl", "rows_kept": 50, "rows_rejected": 1},
+    ]
+    reject = store.query("SELECT source, row FROM rejects").to_pylist()
+    assert reject == [{"source": f"s3://{BUCKET}/raw/b.jsonl", "row": 51}]
+    assert not list(store.root.glob("download-*"))  # downloaded copies are removed
+    # the same prefix again, plus one new object: only the new object is ingested
+    _put(s3, "raw/c.jsonl", _jsonl(150, 170))
+    proc = thresher("ingest", str(store.root), f"s3://{BUCKET}/raw/", "--id-column", "id")
+    assert proc.returncode == 0, proc.stderr
+    assert store.query("SELECT count(*) FROM items").column(0)[0].as_py() == 170
+    assert store.query("SELECT count(*) FROM sources").column(0)[0].as_py() == 3
+    proc = thresher("ingest", str(store.root), f"s3://{BUCKET}/nothing/here.jsonl")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"thresher: error: s3://{BUCKET}/nothing/here.jsonl: no such object or prefix"
+    )
