@@ -121,8 +121,9 @@ def ingest(
     s3://bucket/raw/*.jsonl) into STORE.
 
     Every source column is kept. A file already ingested (same content; for an
-    object, same URI, size and modification time) is skipped. Rows that cannot be ingested go to the rejects table with a
-    reason; a file that cannot be read stops the ingest and changes nothing.
+    object, same URI, size and modification time) is skipped. Rows that cannot be
+    ingested go to the rejects table with a reason; a file that cannot be read stops
+    the ingest and changes nothing.
     """
     from thresher.storage.ingest import IngestConfig
     from thresher.storage.ingest import ingest as run_ingest

@@ -189,8 +189,9 @@ def export(store: Store, name: str, out_dir: str) -> int:
     to a local folder or an object-store URI (see thresher.storage.uri)."""
     table, _ = _selection_rows(store, name)
     fs, path = uri.resolve(out_dir)
-    uri.check_empty(fs, path, out_dir)
-    _write_dataset(table, path, fs)
+    with uri.naming(out_dir):
+        uri.check_empty(fs, path, out_dir)
+        _write_dataset(table, path, fs)
     return table.num_rows
 
 
@@ -237,17 +238,19 @@ def mirror(pub: Publication, base: str) -> str:
     one without (a copy cut short) is copied over."""
     dest = uri.version_dir(base, pub.name, pub.version)
     fs, path = uri.resolve(dest)
-    if fs.get_file_info(f"{path}/{uri.DONE}").type == pafs.FileType.File:
-        return dest
-    fs.create_dir(path, recursive=True)
-    pafs.copy_files(
-        str(pub.path),
-        path,
-        source_filesystem=pafs.LocalFileSystem(),
-        destination_filesystem=fs,
-    )
-    with fs.open_output_stream(f"{path}/{uri.DONE}") as out:
-        out.write(json.dumps({"name": pub.name, "version": pub.version, "rows": pub.rows}).encode())
+    with uri.naming(dest):
+        if fs.get_file_info(f"{path}/{uri.DONE}").type == pafs.FileType.File:
+            return dest
+        fs.create_dir(path, recursive=True)
+        pafs.copy_files(
+            str(pub.path),
+            path,
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=fs,
+        )
+        with fs.open_output_stream(f"{path}/{uri.DONE}") as out:
+            done = {"name": pub.name, "version": pub.version, "rows": pub.rows}
+            out.write(json.dumps(done).encode())
     return dest
 
 

@@ -95,10 +95,8 @@ def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Source]
     for src in sources:
         if uri.is_uri(src):
             suffixes = tuple(readers.SUFFIXES) if fmt == "auto" else None
-            try:
+            with uri.naming(src):
                 remote = uri.list_remote(src, suffixes)
-            except OSError as exc:
-                raise SourceError(f"{src}: cannot list: {exc}") from exc
             if not remote:
                 raise SourceError(f"{src}: no objects match")
             out.extend(remote)

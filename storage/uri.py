@@ -9,13 +9,26 @@ query options in the URI (`s3://bucket/p?endpoint_override=...`).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+
+@contextlib.contextmanager
+def naming(location: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise a filesystem error with the location in front (S3's errors lack it)."""
+    try:
+        yield
+    except OSError as exc:
+        if str(location) in str(exc):
+            raise
+        raise OSError(f"{location}: {exc}") from exc
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -36,12 +49,14 @@ def resolve(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
 def parquet_files(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, list[str]]:
     """The Parquet files under a folder (recursively, sorted) or the one file named."""
     fs, path = resolve(location)
-    info = fs.get_file_info(path)
+    with naming(location):
+        info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise ValueError(f"{location}: no such file or folder")
     if info.type == pafs.FileType.File:
         return fs, [path]
-    listing = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    with naming(location):
+        listing = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     files = sorted(i.path for i in listing if i.is_file and i.path.endswith(".parquet"))
     if not files:
         raise ValueError(f"{location}: no Parquet files")

@@ -122,6 +122,9 @@ def test_object_store_errors_are_one_line_and_nothing_is_overwritten(s3, selecte
     assert [(i.path, i.size) for i in after] == [(i.path, i.size) for i in before]
     with pytest.raises(ValueError, match="no such file or folder"):
         SelectionFeed.from_dir(f"s3://{BUCKET}/selections/none")
+    proc = thresher("export", str(selected.root), "train", "s3://no-such-bucket/x")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("thresher: error: s3://no-such-bucket/x: ")
     proc = thresher("export", str(selected.root), "train", "nosuch://bucket/x")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("thresher: error: nosuch://bucket/x: not a location")
