@@ -6,7 +6,6 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -171,7 +170,9 @@ def _selection_rows(store: Store, name: str) -> tuple[pa.Table, int]:
     return table.drop_columns(["selection_run"]), run_id
 
 
-def _write_dataset(table: pa.Table, out: Path | str, filesystem: Any = None) -> None:
+def _write_dataset(
+    table: pa.Table, out: Path | str, filesystem: pafs.FileSystem | None = None
+) -> None:
     ds.write_dataset(
         table,
         out,

@@ -179,7 +179,8 @@ class SelectionFeed(IterableDataset):
         """A selection the curate flow copied to `[select] publish_uri` = `base` (a folder
         or an object-store URI): the latest complete version (one with its _SUCCESS
         marker) by default. Needs no access to the store."""
-        fs, path = uri.resolve(uri.selection_dir(base, name))
+        folder = uri.selection_dir(base, name)
+        fs, path = uri.resolve(folder)
         listing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         versions = sorted(
             (i.base_name for i in listing if re.fullmatch(r"v\d{6,}", i.base_name)),
@@ -190,7 +191,7 @@ class SelectionFeed(IterableDataset):
             versions = [v for v in versions if int(v[1:]) == version]
         for v in versions:
             if fs.get_file_info(f"{path}/{v}/{uri.DONE}").type == pafs.FileType.File:
-                return cls.from_dir(f"{uri.selection_dir(base, name)}/{v}", **kwargs)
+                return cls.from_dir(f"{folder}/{v}", **kwargs)
         what = f"version {version} of " if version is not None else ""
         raise ValueError(f"{base}: no complete published {what}selection {name!r}")
 

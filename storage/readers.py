@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from thresher.storage.uri import RemoteFile
+
 Format = Literal["auto", "parquet", "jsonl", "csv"]
 FORMATS: tuple[str, ...] = ("auto", "parquet", "jsonl", "csv")
 SUFFIXES = {
@@ -49,7 +51,7 @@ class Chunk:
     bytes_done: int = 0
 
 
-def detect_format(path: Path | Any, fmt: Format) -> str:
+def detect_format(path: Path | RemoteFile, fmt: Format) -> str:
     if fmt != "auto":
         return fmt
     try:

@@ -20,6 +20,7 @@ from thresher.storage.feed import SelectionFeed
 from thresher.storage.ingest import IngestConfig, ingest
 from thresher.storage.store import Store
 
+from tests.flows.test_cli import thresher as _thresher
 from tests.helpers import write_jsonl
 
 BUCKET = "thresher-test"
@@ -76,14 +77,13 @@ def selected(store: Store, tmp_path: Path) -> Store:
     return store
 
 
+def thresher(*args: str) -> subprocess.CompletedProcess:
+    return _thresher(*args, check=False)  # the tests read the exit code themselves
+
+
 def _fs(env: dict[str, str], **kwargs: bool) -> pafs.S3FileSystem:
     # the constructor does not read AWS_ENDPOINT_URL (URIs, which thresher takes, do)
     return pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], **kwargs)
-
-
-def thresher(*args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("thresher")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_export_to_s3_then_two_ranks_stream_it_exactly_once(s3, selected) -> None:
