@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,16 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from thresher.flows import config as cfgmod
+from thresher.flows.config import DedupSection, EmbedSection, IngestSection, SelectSection
 from thresher.flows.output import OUTPUT_FORMATS, summary_table, write_result
-from thresher.storage import readers
+from thresher.scoring.matryoshka import RotationKind
+from thresher.selection.iwes import STRATEGIES
+from thresher.storage.index import Codes, IndexKind
 
 USER_ERRORS = (ValueError, TypeError, OSError)
+DEDUP_FUZZY = cfgmod.default(DedupSection, "fuzzy")
+DEDUP_SEMANTIC = cfgmod.default(DedupSection, "semantic")
 err = Console(stderr=True)
 
 
@@ -93,8 +100,8 @@ def init(store: str) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(readers.FORMATS),
-    default="auto",
+    type=click.Choice(cfgmod.choices(IngestSection, "format")),
+    default=cfgmod.default(IngestSection, "format"),
     show_default=True,
     help="Source format; auto goes by the file suffix.",
 )
@@ -185,11 +192,9 @@ def sql(store: str, query: str, fmt: str, out: str | None, max_rows: int) -> Non
 def runs(store: str, fmt: str) -> None:
     """List STORE's runs with their row accounting."""
     s = _open_store(store)
-    table = s.query(
-        "SELECT run_id, flow, status, started_at::TIMESTAMP(0) AS started, "
-        "round(epoch(finished_at - started_at), 2) AS seconds, rows_in, rows_kept, "
-        "rows_dropped, rows_rejected, message FROM runs ORDER BY run_id"
-    )
+    from thresher.storage import queries
+
+    table = queries.runs(s)
     write_result(table, fmt, None, max_rows=table.num_rows or 1)
 
 
@@ -200,18 +205,18 @@ def runs(store: str, fmt: str) -> None:
     "--fuzzy",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     metavar="JACCARD",
-    help="Near duplicates: MinHash-LSH at this Jaccard (e.g. 0.8).",
+    help=f"Near duplicates: MinHash-LSH at this Jaccard (e.g. {DEDUP_FUZZY}).",
 )
 @click.option(
     "--semantic",
     type=click.FloatRange(0, 1, min_open=True),
     metavar="COSINE",
-    help="Semantic duplicates: SemDeDup at this cosine (e.g. 0.95).",
+    help=f"Semantic duplicates: SemDeDup at this cosine (e.g. {DEDUP_SEMANTIC}).",
 )
 @click.option(
     "--keep",
-    type=click.Choice(["first", "hard", "easy", "random"]),
-    default="first",
+    type=click.Choice(cfgmod.choices(DedupSection, "semantic_keep")),
+    default=cfgmod.default(DedupSection, "semantic_keep"),
     show_default=True,
     help="Which item of a semantic group is kept.",
 )
@@ -243,9 +248,9 @@ def dedup(
             reports.append(passes.dedup_exact(s, on_progress=update))
     if fuzzy is not None or everything:
         with progress("dedup (fuzzy)", quiet) as update:
-            reports.append(passes.dedup_fuzzy(s, fuzzy or 0.8, on_progress=update))
+            reports.append(passes.dedup_fuzzy(s, fuzzy or DEDUP_FUZZY, on_progress=update))
     if semantic is not None or (everything and embedding_models(s)):
-        reports.append(passes.dedup_semantic(s, semantic or 0.95, model, keep))
+        reports.append(passes.dedup_semantic(s, semantic or DEDUP_SEMANTIC, model, keep))
     elif everything:
         reports.append(
             passes.DedupReport(0, "semantic", 0, 0, "skipped: no embeddings (run thresher embed)")
@@ -324,15 +329,15 @@ def score(
 )
 @click.option(
     "--policy",
-    type=click.Choice(["auto", "hard", "easy", "random", "ccs", "kcenter"]),
-    default="auto",
+    type=click.Choice(cfgmod.choices(SelectSection, "policy")),
+    default=cfgmod.default(SelectSection, "policy"),
     show_default=True,
     help="auto is cluster-balanced random (measured; see README).",
 )
 @click.option(
     "--balance",
-    type=click.Choice(["cluster", "label", "none"]),
-    default="cluster",
+    type=click.Choice(cfgmod.choices(SelectSection, "balance")),
+    default=cfgmod.default(SelectSection, "balance"),
     show_default=True,
     help="Split the budget over clusters or labels.",
 )
@@ -403,7 +408,7 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
     "--strategy",
-    type=click.Choice(["iwes", "iwes-dis", "entropy", "margin", "random"]),
+    type=click.Choice(STRATEGIES),
     default="iwes",
     show_default=True,
 )
@@ -452,7 +457,7 @@ def _int_list(value: str | None) -> tuple[int, ...] | None:
 @click.argument("store")
 @click.option(
     "--model",
-    default="minilm",
+    default=cfgmod.default(EmbedSection, "model"),
     show_default=True,
     help="'minilm' (built in, offline) or a local sentence-transformers directory.",
 )
@@ -464,7 +469,7 @@ def _int_list(value: str | None) -> tuple[int, ...] | None:
 )
 @click.option(
     "--rotation",
-    type=click.Choice(["pca", "adaptor", "identity"]),
+    type=click.Choice(typing.get_args(RotationKind)),
     default="pca",
     show_default=True,
     help="How prefixes become meaningful (identity: Matryoshka-trained models).",
@@ -472,14 +477,14 @@ def _int_list(value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--index",
     "kind",
-    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    type=click.Choice(typing.get_args(IndexKind)),
     default="auto",
     show_default=True,
     help="Shortlist index kind.",
 )
 @click.option(
     "--codes",
-    type=click.Choice(["none", "sq8", "pq"]),
+    type=click.Choice(typing.get_args(Codes)),
     default="none",
     show_default=True,
     help="Compressed codes for the shortlist index.",
@@ -493,12 +498,17 @@ def _int_list(value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--max-seq-length",
     type=click.IntRange(min=8),
-    default=128,
+    default=cfgmod.default(EmbedSection, "max_seq_length"),
     show_default=True,
     help="Tokens per text; longer texts are cut.",
 )
 @click.option("--int8", is_flag=True, help="Dynamic int8 quantization (CPU; faster).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=cfgmod.default(EmbedSection, "batch_size"),
+    show_default=True,
+)
 @click.option("--refit", is_flag=True, help="Refit the rotation and rebuild the index.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def embed(

@@ -9,23 +9,18 @@ to the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import tomllib
-
-from thresher.flows.select import BALANCE
-from thresher.selection.pruning import POLICIES
-from thresher.storage.readers import FORMATS
-
-SEMANTIC_KEEP = ("first", "hard", "easy", "random")
-
-
-def _choices(*allowed: str, default: Any) -> Any:
-    return field(default=default, metadata={"choices": allowed})
+from thresher.flows.select import Balance
+from thresher.scoring.embedders import Device
+from thresher.selection.pruning import PolicyChoice
+from thresher.selection.semantic import KeepPolicy
+from thresher.storage.readers import Format
 
 
 def _bounds(lo: float | None, hi: float | None, default: Any) -> Any:
@@ -35,10 +30,11 @@ def _bounds(lo: float | None, hi: float | None, default: Any) -> Any:
 @dataclass(frozen=True)
 class IngestSection:
     sources: tuple[str, ...] = ()
-    format: str = _choices(*FORMATS, default="auto")
+    format: Format = "auto"
     id_column: str | None = None
     text_column: str = "text"
     label_column: str | None = None
+    embedding_column: str | None = None  # precomputed vectors (a list-of-floats column)
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class EmbedSection:
     batch_size: int = _bounds(1, None, 64)
     int8: bool = False
     # auto: cuda when the driver sees a GPU; set cuda on a cluster whose head has none
-    device: str = _choices("auto", "cpu", "cuda", default="auto")
+    device: Device = "auto"
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class DedupSection:
     exact: bool = True
     fuzzy: float | None = _bounds(0.05, 1, 0.8)  # Jaccard threshold; none to skip
     semantic: float | None = _bounds(0.5, 1, 0.95)  # cosine threshold; none to skip
-    semantic_keep: str = _choices(*SEMANTIC_KEEP, default="first")
+    semantic_keep: KeepPolicy = "first"
 
 
 @dataclass(frozen=True)
@@ -83,8 +79,8 @@ class ScoreSection:
 class SelectSection:
     name: str = "train"
     keep: float = _bounds(0.0001, 1, 0.5)
-    policy: str = _choices(*POLICIES, default="auto")
-    balance: str = _choices(*BALANCE, default="cluster")
+    policy: PolicyChoice = "auto"
+    balance: Balance = "cluster"
     where: str | None = None
     seed: int = 0
     publish_uri: str | None = None  # each published version is also copied here
@@ -120,6 +116,17 @@ SECTIONS: dict[str, type] = {
     for f in dataclasses.fields(CurateConfig)
     if f.name not in ("store", "path")
 }
+
+
+def default(section: type, key: str) -> Any:
+    """A key's default, for the command line's options of the same name."""
+    return {f.name: f.default for f in dataclasses.fields(section)}[key]
+
+
+def choices(section: type, key: str) -> tuple[str, ...]:
+    """The values a `Literal` key allows, for the command line's `click.Choice`."""
+    hint = typing.get_type_hints(section)[key]
+    return tuple(typing.get_args(hint))
 
 
 class ConfigError(ValueError):
@@ -203,6 +210,11 @@ def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail(f"{where}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if typing.get_origin(kind) is Literal:
+        allowed = typing.get_args(kind)
+        if value not in allowed:
+            raise fail(f"{where}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+        return value
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -212,8 +224,6 @@ def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
     if not ok:
         none = " or false" if optional else ""
         raise fail(f"{where}: expected {kind.__name__}{none}, got {value!r}")
-    if "choices" in meta and value not in meta["choices"]:
-        raise fail(f"{where}: {value!r} is not allowed; allowed: {', '.join(meta['choices'])}")
     if "bounds" in meta:
         lo, hi = meta["bounds"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):

@@ -1,4 +1,8 @@
-"""The curate flow: ingest -> filter -> embed -> dedup -> score -> select -> publish.
+"""The curate flow: ingest -> filter -> dedup -> embed -> semantic dedup -> score -> select
+-> publish.
+
+Exact and fuzzy dedup run before embedding, so their duplicates (and filtered
+rows) are never embedded; semantic dedup needs the vectors and runs after.
 
 Each stage is a Prefect task that drives its Ray work through the stage
 adapter and commits its own store run, so the store always holds every
@@ -38,7 +42,7 @@ from thresher.flows.select import mirror, publish, select_items
 from thresher.scoring.embedders import EmbedderConfig
 from thresher.selection.filters import Rules
 from thresher.storage import queries
-from thresher.storage.ingest import IngestConfig, expand_sources, fingerprint, ingest
+from thresher.storage.ingest import IngestConfig, expand_sources, ingest, pending_sources
 from thresher.storage.store import StageCounts, Store
 
 Update = Callable[[int, int], None]
@@ -92,8 +96,7 @@ def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
     store = Store(cfg.store)
     section = cfg.ingest
     files = expand_sources(list(section.sources), section.format)
-    known = set(store.query("SELECT fingerprint FROM sources").column(0).to_pylist())
-    new = [p for p in files if fingerprint(p) not in known]
+    new = pending_sources(store, files)
     if not new:
         return StageResult("ingest", skipped=True, detail=f"{len(files)} sources seen before")
     with _bars("ingest") as update:
@@ -104,6 +107,7 @@ def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
                 id_column=section.id_column,
                 text_column=section.text_column,
                 label_column=section.label_column,
+                embedding_column=section.embedding_column,
                 format=section.format,
             ),
             on_progress=update,
@@ -117,7 +121,8 @@ def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
 @task(name="filter", cache_policy=NO_CACHE)
 def filter_task(cfg: cfgmod.CurateConfig) -> StageResult:
     rules = Rules(**vars(cfg.filter))
-    report = filter_items(Store(cfg.store), rules)
+    with _bars("filter") as update:
+        report = filter_items(Store(cfg.store), rules, on_progress=update)
     if report.run_id is None:
         return StageResult("filter", skipped=True, detail="no new batches")
     detail = ", ".join(f"{v} {k}" for k, v in report.by_rule.items())
@@ -147,6 +152,7 @@ def embed_task(cfg: cfgmod.CurateConfig) -> StageResult:
 
 @task(name="dedup", cache_policy=NO_CACHE)
 def dedup_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    """Exact and fuzzy passes, on text: before embedding, so duplicates are never embedded."""
     store, d = Store(cfg.store), cfg.dedup
     passes = []
     with _bars("dedup") as update:
@@ -154,32 +160,38 @@ def dedup_task(cfg: cfgmod.CurateConfig) -> StageResult:
             passes.append(dedup_mod.dedup_exact(store, update))
         if d.fuzzy is not None and _unchecked(store, "fuzzy"):
             passes.append(dedup_mod.dedup_fuzzy(store, d.fuzzy, update))
-        if d.semantic is not None and _unchecked(store, "semantic"):
-            passes.append(
-                dedup_mod.dedup_semantic(store, d.semantic, _embedder(cfg).name, d.semantic_keep)
-            )
+    return _dedup_result("dedup", passes)
+
+
+@task(name="semantic", cache_policy=NO_CACHE)
+def semantic_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    """The semantic pass, on the vectors the embed stage just wrote."""
+    store, d = Store(cfg.store), cfg.dedup
+    passes = []
+    if d.semantic is not None and _unchecked(store, "semantic"):
+        passes.append(
+            dedup_mod.dedup_semantic(store, d.semantic, _embedder(cfg).name, d.semantic_keep)
+        )
+    return _dedup_result("semantic", passes)
+
+
+def _dedup_result(stage: str, passes: list[dedup_mod.DedupReport]) -> StageResult:
     if not passes:
-        return StageResult("dedup", skipped=True, detail="no unchecked items")
+        return StageResult(stage, skipped=True, detail="no unchecked items")
     checked = max(p.checked for p in passes)
     dups = sum(p.duplicates for p in passes)
     detail = ", ".join(f"{p.duplicates} {p.method}" for p in passes)
-    return StageResult("dedup", checked, checked - dups, dups, detail=detail)
+    return StageResult(stage, checked, checked - dups, dups, detail=detail)
 
 
 def _unchecked(store: Store, method: str) -> bool:
-    return queries.dedup_candidates(store, method, None).num_rows > 0
+    return queries.count(store, queries.dedup_todo(method, None)) > 0
 
 
 @task(name="score", cache_policy=NO_CACHE)
 def score_task(cfg: cfgmod.CurateConfig) -> StageResult:
     store, model = Store(cfg.store), _embedder(cfg).name
-    todo = store.query(
-        f"SELECT count(*) FROM embeddings e ANTI JOIN {queries.EXCLUDED} x USING (item_id) "
-        "ANTI JOIN (SELECT item_id FROM scores WHERE metric = 'prototype_distance') s "
-        "USING (item_id) WHERE e.model = $m",
-        {"m": model},
-    ).column(0)[0]
-    if not todo.as_py():
+    if not queries.count(store, queries.kept_vectors(model, "prototype_distance")):
         return StageResult("score", skipped=True, detail="every kept item is scored")
     s = cfg.score
     with _bars("score") as update:
@@ -228,7 +240,16 @@ def publish_task(cfg: cfgmod.CurateConfig) -> StageResult:
     return StageResult("publish", pub.rows, pub.rows, skipped=not pub.new, detail=detail)
 
 
-STAGES = (ingest_task, filter_task, embed_task, dedup_task, score_task, select_task, publish_task)
+STAGES = (
+    ingest_task,
+    filter_task,
+    dedup_task,
+    embed_task,
+    semantic_task,
+    score_task,
+    select_task,
+    publish_task,
+)
 
 
 @flow(name="thresher-curate", log_prints=True)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from thresher.flows import runtime
 from thresher.scoring.embedders import EmbedderConfig, EmbedStage, TextEmbedder
 from thresher.scoring.funnel import Funnel, funnel_search
 from thresher.scoring.matryoshka import check_dims, fit_rotation, normalize, prefix
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.index import add, build_index, set_search_width
-from thresher.storage.ray_adapter import run_stage
+from thresher.storage.ray_adapter import run_task
 from thresher.storage.store import StageCounts, Store
 
 ROTATION_SAMPLE = 50_000
@@ -57,26 +58,24 @@ def embed(
 ) -> EmbedReport:
     """Embed every item that has no vector for this model yet, then update its index."""
     text = store.text_column()
-    todo = queries.items_without_embedding(store, config.name, text)
-    total = (
-        store.query(
-            f"SELECT count(*) AS n FROM items ANTI JOIN {queries.EXCLUDED} x USING (item_id)"
-        )
-        .column("n")[0]
-        .as_py()
-    )
-    if todo.num_rows:
+    todo = queries.embed_todo(config.name, text)
+    n_todo = queries.count(store, todo)
+    total = queries.count(store, queries.kept_items())
+    if n_todo:
         with store.run("embed", {"encoder": dataclasses.asdict(config)}) as run:
-            # embed: one model load per Ray actor, batches in item_id order
+            staged = runtime.stage(run, "embed-todo", todo)
+            # embed: one model load per Ray actor; vectors stream into the table as they come
             writer = run.writer("embeddings")
             dim = 0
-            for out in run_stage(
-                EmbedStage(config, text),
-                todo,
+            for out in runtime.stream(
+                EmbedStage(config, "text"),
+                staged,
                 batch_rows=config.batch_size * 8,
                 on_progress=on_progress,
             ):
-                writer.write(out)
+                writer.append(
+                    item_id=out.column("item_id"), model=config.name, vector=out.column("vector")
+                )
                 dim = out.schema.field("vector").type.list_size
             writer.close()
             if queries.encoder(store, config.name) is None:
@@ -91,16 +90,30 @@ def embed(
                         },
                     )
                 )
-            run.record(StageCounts("embed", config.name, todo.num_rows, todo.num_rows, 0, 0))
-            run.message = f"{todo.num_rows} items embedded with {config.name}"
+            run.record(StageCounts("embed", config.name, staged.rows, staged.rows, 0, 0))
+            run.message = f"{staged.rows} items embedded with {config.name}"
     info = update_index(store, config.name, index or IndexConfig())
-    return EmbedReport(config.name, todo.num_rows, total - todo.num_rows, info)
+    return EmbedReport(config.name, n_todo, total - n_todo, info)
 
 
 def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo:
-    """Bring a model's index up to date: add new vectors, or refit and rebuild."""
+    """Bring a model's index up to date (a global step: one Ray task, its own store run).
+
+    Up to date already (the same settings, as many vectors as the model has): nothing
+    runs and Ray is not started."""
     previous = vstore.latest_index(store, model)
-    rebuild = (
+    if (
+        previous is not None
+        and not _rebuild(previous, cfg)
+        and vstore.embedding_models(store).get(model, 0) == previous.n_items
+    ):
+        return previous
+    info: vstore.IndexInfo = run_task(_update_index, store, model, cfg)
+    return info
+
+
+def _rebuild(previous: vstore.IndexInfo | None, cfg: IndexConfig) -> bool:
+    return (
         previous is None
         or cfg.refit
         or previous.rotation != cfg.rotation
@@ -108,7 +121,12 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
         or (cfg.kind, cfg.codes) != (previous.kind, previous.codes)
         or (cfg.shortlist_dim is not None and cfg.shortlist_dim != previous.shortlist_dim)
     )
-    if not rebuild:
+
+
+def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo:
+    """Add new vectors to a model's index, or refit the rotation and rebuild it."""
+    previous = vstore.latest_index(store, model)
+    if not _rebuild(previous, cfg):
         assert previous is not None
         loaded = vstore.load(store, previous)
         parts = list(vstore.iter_embeddings(store, model, skip_ids=loaded.ids))

@@ -1,19 +1,24 @@
 """The filter stage: cheap rules over each ingested batch, once, before embedding.
 
 Dropped rows go to the `filtered` table with their reason; every later stage
-(embed, dedup, score, select) skips them. A batch is filtered once: its
-`stages` row (stage "filter", key "batch N") marks it done.
+(dedup, embed, score, select) skips them. A batch is filtered once: its
+`stages` row (stage "filter", key "batch N") marks it done. The rules run on
+Ray workers that read the staged rows themselves; only the dropped rows and
+per-batch counts come back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 
-import numpy as np
-import pyarrow as pa
+import pyarrow.compute as pc
 
-from thresher.selection.filters import Rules, reasons, rule_names
+from thresher.flows import runtime
+from thresher.flows.runtime import Progress
+from thresher.selection.filters import FilterStage, Rules
+from thresher.storage import queries
 from thresher.storage.store import StageCounts, Store
 
 
@@ -25,40 +30,33 @@ class FilterReport:
     by_rule: dict[str, int]
 
 
-def filter_items(store: Store, rules: Rules) -> FilterReport:
+def filter_items(store: Store, rules: Rules, on_progress: Progress = None) -> FilterReport:
     """Apply `rules` to the items of every batch not filtered yet."""
     rules.compiled()  # a bad pattern fails before anything runs
-    done = store.query("SELECT key FROM stages WHERE stage = 'filter'").column(0).to_pylist()
-    text = store.text_column()
-    todo = store.query(
-        f'SELECT item_id, batch_id, "{text}" AS text FROM items '
-        "WHERE 'batch ' || batch_id NOT IN (SELECT unnest($done::VARCHAR[])) "
-        "ORDER BY batch_id, item_id",
-        {"done": done},
-    )
-    if not todo.num_rows:
+    todo = queries.unfiltered_items(store.text_column())
+    if not queries.count(store, todo):
         return FilterReport(None, 0, 0, {})
-    found = reasons(todo.column("text").to_pylist(), rules)
-    dropped = np.array([r is not None for r in found])
-    batches = todo.column("batch_id").to_numpy()
+    seen: Counter[int] = Counter()
+    dropped: Counter[int] = Counter()
+    by_rule: Counter[str] = Counter()
     with store.run("filter", dataclasses.asdict(rules)) as run:
-        ids = todo.column("item_id").to_numpy()[dropped]
-        run.write_table(
-            "filtered",
-            pa.table(
-                {
-                    "item_id": pa.array(ids, pa.int64()),
-                    "reason": pa.array([r for r in found if r is not None], pa.string()),
-                    "run_id": pa.array(np.full(len(ids), run.run_id), pa.int64()),
-                }
-            ),
+        staged = runtime.stage(run, "filter-todo", todo)
+        writer = run.writer("filtered")
+        for out in runtime.stream(FilterStage(rules), staged, on_progress=on_progress):
+            seen.update(out.column("batch_id").to_pylist())
+            out = out.filter(pc.is_valid(out.column("reason")))
+            dropped.update(out.column("batch_id").to_pylist())
+            by_rule.update(r.split(":", 1)[0] for r in out.column("reason").to_pylist())
+            writer.append(item_id=out.column("item_id"), reason=out.column("reason"))
+        writer.close()
+        for b in sorted(seen):
+            run.record(
+                StageCounts("filter", f"batch {b}", seen[b], seen[b] - dropped[b], dropped[b], 0)
+            )
+        total, gone = sum(seen.values()), sum(dropped.values())
+        run.message = f"{gone} of {total} rows dropped" + (
+            " (" + ", ".join(f"{v} {k}" for k, v in sorted(by_rule.items())) + ")"
+            if by_rule
+            else ""
         )
-        for b in np.unique(batches):
-            mine = batches == b
-            n, d = int(mine.sum()), int((dropped & mine).sum())
-            run.record(StageCounts("filter", f"batch {b}", n, n - d, d, 0))
-        by_rule = rule_names(found)
-        run.message = f"{int(dropped.sum())} of {len(found)} rows dropped" + (
-            " (" + ", ".join(f"{v} {k}" for k, v in by_rule.items()) + ")" if by_rule else ""
-        )
-    return FilterReport(run.run_id, len(found), int(dropped.sum()), by_rule)
+    return FilterReport(run.run_id, total, gone, dict(sorted(by_rule.items())))

@@ -88,12 +88,7 @@ def _one_round(
     """Add the next batch to label to selection `name` (unlabelled data: a real loop)."""
     name, budget, rounds = config["name"], config["budget"], config["rounds"]
     strategy, seed = config["strategy"], config["seed"]
-    previous = store.query(
-        "SELECT item_id, weight FROM selections WHERE selection = $n AND run_id = "
-        "(SELECT max(run_id) FROM selections WHERE selection = $n)",
-        {"n": name},
-    )
-    chosen = dict(zip(previous.column(0).to_pylist(), previous.column(1).to_pylist(), strict=True))
+    chosen = queries.latest_selection_weights(store, name)
     batch = max(1, budget // (rounds + 1))
     room = budget - len(chosen)
     if room <= 0:
@@ -174,7 +169,7 @@ def add_labels(store: Store, path: str, allow_new_classes: bool = False) -> int:
     if any(v is None or not str(v).strip() for v in values):
         raise ValueError(f"{path}: empty label(s) in column 'label'")
     values = [str(v) for v in values]
-    known_ids = store.query("SELECT item_id FROM items").column(0).to_numpy()
+    known_ids = queries.item_ids(store)
     unknown = np.setdiff1d(item_ids, known_ids)
     if len(unknown):
         raise ValueError(
@@ -189,15 +184,6 @@ def add_labels(store: Store, path: str, allow_new_classes: bool = False) -> int:
             f"{', '.join(sorted(classes)[:10])}); pass --allow-new-classes"
         )
     with store.run("label", {"file": str(source.absolute())}) as run:
-        run.write_table(
-            "labels",
-            pa.table(
-                {
-                    "item_id": pa.array(item_ids, pa.int64()),
-                    "label": pa.array(values, pa.string()),
-                    "run_id": pa.array(np.full(len(values), run.run_id), pa.int64()),
-                }
-            ),
-        )
+        run.append("labels", item_id=item_ids, label=values)
         run.record(StageCounts("label", str(source), len(values), len(values), 0, 0))
     return len(values)

@@ -9,13 +9,15 @@ density index of all kept items, and a probe trained on the labelled items.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from thresher.scoring.embedders import vectors_to_arrow
+from thresher.flows import runtime
+from thresher.flows.runtime import Progress
 from thresher.scoring.matryoshka import normalize
 from thresher.scoring.prototypes import (
     PrototypeStage,
@@ -23,11 +25,12 @@ from thresher.scoring.prototypes import (
     knn_distance,
     spherical_kmeans,
 )
-from thresher.scoring.uncertainty import entropy_margin, predict_proba, train_probe
+from thresher.scoring.uncertainty import ProbeStage, train_probe
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
-from thresher.storage.ray_adapter import run_stage
-from thresher.storage.store import Run, StageCounts, Store
+from thresher.storage.ray_adapter import run_task
+from thresher.storage.stage import arrow_to_vectors
+from thresher.storage.store import Run, StageCounts, Store, build_table
 
 METRICS = ("prototype", "density", "uncertainty")
 
@@ -41,21 +44,6 @@ class ScoreReport:
     note: str = ""
 
 
-def _scores(run: Run, metric: str, ids: np.ndarray, values: np.ndarray) -> None:
-    n = len(ids)
-    run.write_table(
-        "scores",
-        pa.table(
-            {
-                "item_id": pa.array(ids, pa.int64()),
-                "metric": pa.array([metric] * n, pa.string()),
-                "value": pa.array(np.asarray(values, np.float64)),
-                "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
-            }
-        ),
-    )
-
-
 def score(
     store: Store,
     *,
@@ -64,128 +52,132 @@ def score(
     metrics: Sequence[str] = METRICS,
     refit: bool = False,
     seed: int = 0,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Progress = None,
 ) -> ScoreReport:
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metric(s) {', '.join(bad)}: allowed {', '.join(METRICS)}")
     model = vstore.pick_model(store, model)
-    ids, vectors = kept_vectors(store, model)
-    if not len(ids):
+    n_kept = queries.count(store, queries.kept_vectors(model))
+    if not n_kept:
         raise ValueError(f"no kept item has a {model!r} vector")
-    done = _scored(store)
-    labels = queries.labels(store, ids) or [None] * len(ids)
+    config = {"model": model, "clusters": clusters, "metrics": list(metrics)}
     scored: dict[str, int] = {}
     note = ""
-    with store.run(
-        "score",
-        {
-            "model": model,
-            "clusters": clusters,
-            "metrics": list(metrics),
-            "refit": refit,
-            "seed": seed,
-        },
-    ) as run:
-        k = 0
-        # prototypes: spherical k-means once, then every new item against the saved centroids
+    k = 0
+    with store.run("score", {**config, "refit": refit, "seed": seed}) as run:
+        kept = runtime.stage(run, "score-kept", queries.kept_vectors(model))
+        # prototypes: spherical k-means once (a Ray task), then every new item against the
+        # saved centroids on Ray workers, streamed into clusters and scores
         if "prototype" in metrics:
             centroids = None if refit else _saved_centroids(store, model)
+            todo = kept
             if centroids is None:
-                n_labels = len({v for v in labels if v is not None})
-                k = clusters or default_k(len(ids), n_labels)
-                centroids = spherical_kmeans(vectors, k, seed)
-                path = f"centroids/{vstore.safe_name(model)}-r{run.run_id:06d}.npy"
-                with open(run.stage_path(path), "wb") as fh:
-                    np.save(fh, centroids)
-                run.catalog_rows.append(
-                    (
-                        "centroids",
-                        {"model": model, "run_id": run.run_id, "k": k, "path": path, "seed": seed},
-                    )
-                )
-                todo = np.ones(len(ids), dtype=bool)
+                k = clusters or default_k(n_kept, queries.class_count(store, model))
+                centroids = run_task(_fit_centroids, kept.paths, k, seed)
+                _save_centroids(run, model, centroids, seed)
             else:
-                k = len(centroids)
-                todo = ~np.isin(ids, done.get("prototype_distance", np.zeros(0, np.int64)))
-            table = pa.table(
-                {"item_id": pa.array(ids[todo]), "vector": vectors_to_arrow(vectors[todo])}
-            )
-            outs = (
-                list(run_stage(PrototypeStage(centroids), table, on_progress=on_progress))
-                if todo.any()
-                else []
-            )
-            if outs:
-                out = pa.concat_tables(outs)
-                run.write_table(
-                    "clusters",
-                    pa.table(
-                        {
-                            "item_id": out.column("item_id"),
-                            "cluster_id": out.column("cluster_id"),
-                            "distance": out.column("distance"),
-                            "run_id": pa.array(np.full(out.num_rows, run.run_id), pa.int64()),
-                        }
-                    ),
+                todo = runtime.stage(
+                    run, "score-prototype", queries.kept_vectors(model, "prototype_distance")
                 )
-                _scores(
-                    run,
-                    "prototype_distance",
-                    out.column("item_id").to_numpy(),
-                    out.column("distance").to_numpy(),
-                )
-            scored["prototype_distance"] = int(todo.sum())
-        # density: distance to the 10th nearest kept item
+            k = len(centroids)
+            found, values = run.writer("clusters"), run.writer("scores")
+            for out in runtime.stream(PrototypeStage(centroids), todo, on_progress=on_progress):
+                ids, distance = out.column("item_id"), out.column("distance")
+                found.append(item_id=ids, cluster_id=out.column("cluster_id"), distance=distance)
+                values.append(item_id=ids, metric="prototype_distance", value=distance)
+            found.close()
+            values.close()
+            scored["prototype_distance"] = todo.rows
+        # density: distance to the 10th nearest kept item (a Ray task over the kept vectors)
         if "density" in metrics:
-            todo = ~np.isin(ids, done.get("knn_distance", np.zeros(0, np.int64)))
-            if todo.any() and len(ids) > 10:
-                _scores(run, "knn_distance", ids[todo], knn_distance(vectors)[todo])
-            scored["knn_distance"] = int(todo.sum()) if len(ids) > 10 else 0
-        # uncertainty: a linear probe on the labelled items, entropy and margin for all
+            scored["knn_distance"] = 0
+            todo = runtime.stage(run, "score-density", queries.kept_vectors(model, "knn_distance"))
+            if todo.rows and n_kept > 10:
+                path = run.reserve("scores")
+                run_task(_density_step, kept.paths, todo.paths, run.run_id, str(path))
+                scored["knn_distance"] = run.adopt("scores", path)
+        # uncertainty: a linear probe trained on the labelled items (a Ray task), then
+        # entropy and margin of every unscored item on Ray workers
         if "uncertainty" in metrics:
-            known = np.array([v is not None for v in labels])
-            classes = sorted({v for v in labels if v is not None})
-            if len(classes) < 2:
+            todo = runtime.stage(run, "score-uncertainty", queries.kept_vectors(model, "entropy"))
+            if queries.class_count(store, model) < 2:
                 note = "uncertainty skipped: needs a label column with >= 2 classes"
             else:
-                todo = ~np.isin(ids, done.get("entropy", np.zeros(0, np.int64)))
-                code = {c: i for i, c in enumerate(classes)}
-                y = np.array([code[v] for v in np.asarray(labels, dtype=object)[known]])
-                if todo.any():
-                    probe = train_probe(vectors[known], y, len(classes), seed=seed)
-                    ent, mar = entropy_margin(predict_proba(probe, vectors[todo]))
-                    _scores(run, "entropy", ids[todo], ent)
-                    _scores(run, "margin", ids[todo], mar)
-                scored["entropy"] = scored["margin"] = int(todo.sum())
-        total = len(ids)
-        run.record(StageCounts("score", model, total, total, 0, 0))
+                if todo.rows:
+                    labelled = runtime.stage(
+                        run,
+                        "score-labelled",
+                        queries.labelled_vectors(model, queries.label_column(store)),
+                    )
+                    probe = run_task(_train_probe_step, labelled.paths, seed)
+                    values = run.writer("scores")
+                    for out in runtime.stream(probe, todo, on_progress=on_progress):
+                        ids = out.column("item_id")
+                        values.append(item_id=ids, metric="entropy", value=out.column("entropy"))
+                        values.append(item_id=ids, metric="margin", value=out.column("margin"))
+                    values.close()
+                scored["entropy"] = scored["margin"] = todo.rows
+        run.record(StageCounts("score", model, n_kept, n_kept, 0, 0))
         run.message = ", ".join(f"{v} {m}" for m, v in scored.items())
     return ScoreReport(run.run_id, model, k, scored, note)
 
 
+def _read_vectors(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, unit vectors) of staged (item_id, vector) files."""
+    tables = [pq.read_table(p, columns=["item_id", "vector"]) for p in paths]
+    if not tables:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    table = pa.concat_tables(tables)
+    return table.column("item_id").to_numpy(), normalize(arrow_to_vectors(table.column("vector")))
+
+
+def _fit_centroids(paths: list[str], k: int, seed: int) -> np.ndarray:
+    return spherical_kmeans(_read_vectors(paths)[1], k, seed)
+
+
+def _save_centroids(run: Run, model: str, centroids: np.ndarray, seed: int) -> None:
+    path = f"centroids/{vstore.safe_name(model)}-r{run.run_id:06d}.npy"
+    with open(run.stage_path(path), "wb") as fh:
+        np.save(fh, centroids)
+    row = {"model": model, "run_id": run.run_id, "k": len(centroids), "path": path, "seed": seed}
+    run.catalog_rows.append(("centroids", row))
+
+
+def _density_step(kept: list[str], todo: list[str], run_id: int, out_path: str) -> int:
+    ids, vectors = _read_vectors(kept)
+    wanted = np.concatenate([pq.read_table(p, columns=["item_id"])["item_id"] for p in todo])
+    mine = np.isin(ids, wanted)
+    values = knn_distance(vectors)[mine]
+    table = build_table(
+        "scores", run_id, {"item_id": ids[mine], "metric": "knn_distance", "value": values}
+    )
+    pq.write_table(table, out_path)
+    return table.num_rows
+
+
+def _train_probe_step(labelled: list[str], seed: int) -> ProbeStage:
+    """A linear probe over the labelled items' vectors (at least 2 classes)."""
+    table = pa.concat_tables([pq.read_table(p) for p in labelled])
+    names = table.column("label").to_pylist()
+    classes = sorted(set(names))
+    code = {c: i for i, c in enumerate(classes)}
+    y = np.array([code[v] for v in names])
+    x = normalize(arrow_to_vectors(table.column("vector")))
+    return ProbeStage.from_probe(train_probe(x, y, len(classes), seed=seed))
+
+
 def kept_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:
     """Ids and unit vectors of the items no dedup or filter dropped, in store order."""
-    dups = store.query(f"SELECT DISTINCT item_id FROM {queries.EXCLUDED}").column(0).to_numpy()
-    parts = list(vstore.iter_embeddings(store, model, skip_ids=dups))
+    parts = list(vstore.iter_embeddings(store, model, skip_ids=queries.excluded_ids(store)))
     if not parts:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     return np.concatenate([p[0] for p in parts]), normalize(np.concatenate([p[1] for p in parts]))
 
 
-def _scored(store: Store) -> dict[str, np.ndarray]:
-    rows = store.query(
-        "SELECT metric, list(item_id ORDER BY item_id) AS ids FROM scores "
-        "GROUP BY metric ORDER BY metric"
-    ).to_pylist()
-    return {r["metric"]: np.asarray(r["ids"], np.int64) for r in rows}
-
-
 def _saved_centroids(store: Store, model: str) -> np.ndarray | None:
-    rows = store.query(
-        "SELECT path FROM centroids WHERE model = $m ORDER BY run_id DESC LIMIT 1", {"m": model}
-    ).to_pylist()
-    return np.load(store.root / rows[0]["path"]) if rows else None
+    path = queries.latest_centroids(store, model)
+    return np.load(store.root / path) if path else None
 
 
 def describe(report: ScoreReport) -> list[dict]:

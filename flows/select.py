@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
+from thresher.flows import runtime
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.pruning import auto_policy, select
 from thresher.storage import queries, uri
 from thresher.storage import vectors as vstore
-from thresher.storage.sql import read_only_query
-from thresher.storage.store import Run, StageCounts, Store
+from thresher.storage.ray_adapter import run_task
+from thresher.storage.sql import check_condition
+from thresher.storage.stage import arrow_to_vectors
+from thresher.storage.store import Run, StageCounts, Store, build_table
 
-BALANCE = ("cluster", "label", "none")
+Balance = Literal["cluster", "label", "none"]
+BALANCE: tuple[str, ...] = typing.get_args(Balance)
 
 
 @dataclass(frozen=True)
@@ -34,18 +43,7 @@ class SelectReport:
 
 def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
     """Selection `name` as rows of the `selections` table, in this run."""
-    n = len(item_ids)
-    run.write_table(
-        "selections",
-        pa.table(
-            {
-                "selection": pa.array([name] * n, pa.string()),
-                "item_id": pa.array(item_ids, pa.int64()),
-                "weight": pa.array(np.asarray(weights, np.float64)),
-                "run_id": pa.array(np.full(n, run.run_id), pa.int64()),
-            }
-        ),
-    )
+    run.append("selections", selection=name, item_id=item_ids, weight=weights)
 
 
 def select_items(
@@ -60,121 +58,134 @@ def select_items(
     model: str | None = None,
     skip_unchanged: bool = False,
 ) -> SelectReport:
-    """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`."""
+    """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`.
+
+    The candidates (id, score, group, and for kcenter the vector) are staged by
+    DuckDB and the policy runs in a Ray task that writes the selection's file:
+    the driver never holds them."""
     if not 0 < keep <= 1:
         raise ValueError(f"--keep must be in (0, 1], got {keep}")
     if balance not in BALANCE:
         raise ValueError(f"balance {balance!r}: allowed {', '.join(BALANCE)}")
     if not name.strip():
         raise ValueError("a selection needs a name")
-    # candidates: items that are not duplicates, restricted by --where, in item_id order
-    sql = f"SELECT item_id FROM items ANTI JOIN {queries.EXCLUDED} x USING (item_id)"
-    if where:
-        sql += f" WHERE ({where})"
-    ids = np.sort(read_only_query(store, sql).column(0).to_numpy())
-    if not len(ids):
-        raise ValueError("no candidate items (all are duplicates, or --where matches none)")
-    budget = round(keep * len(ids))
-    needs_scores = policy in ("auto", "hard", "easy", "ccs")
-    scores = (
-        _latest(
-            store,
-            "SELECT item_id, arg_max(value, run_id) FROM scores WHERE metric = "
-            "'prototype_distance' GROUP BY item_id",
-            ids,
-            "prototype_distance",
-        )
-        if needs_scores
-        else None
+    if where:  # one read-only condition on the items' columns, checked before it is staged
+        check_condition(store, where)
+    if balance == "label" and not queries.has_labels(store):
+        raise ValueError("--balance label needs one label column (ingest with --label-column)")
+    pool = queries.selection_pool(
+        where,
+        score=policy in ("auto", "hard", "easy", "ccs"),
+        group=None if balance == "none" else balance,
+        label_column=queries.label_column(store),
+        model=vstore.pick_model(store, model) if policy == "kcenter" else None,
     )
-    groups = None
-    if balance == "cluster":
-        groups = _latest(
-            store,
-            "SELECT item_id, arg_max(cluster_id, run_id) FROM clusters GROUP BY item_id",
-            ids,
-            "cluster",
+    config = {"name": name, "keep": keep, "policy": policy, "balance": balance}
+    with store.run("select", {**config, "where": where, "seed": seed}) as run:
+        staged = runtime.stage(run, "select-pool", pool)
+        if not staged.rows:
+            raise ValueError("no candidate items (all are duplicates, or --where matches none)")
+        last = (
+            runtime.stage(run, "select-last", queries.latest_selection(name))
+            if skip_unchanged
+            else runtime.Staged([], 0)
         )
-    elif balance == "label":
-        found = queries.labels(store, ids)
-        if found is None:
-            raise ValueError("--balance label needs one label column (ingest with --label-column)")
-        groups = np.asarray([str(v) for v in found])
-    vectors = _vectors(store, ids, model) if policy == "kcenter" else None
+        out = run.reserve("selections")
+        picked: _Picked = run_task(
+            _select_step, staged.paths, last.paths, name, keep, policy, seed, run.run_id, str(out)
+        )
+        if not picked.changed:
+            run.discard()
+        else:
+            n, total = picked.selected, staged.rows
+            run.adopt("selections", out)
+            run.record(StageCounts("select", name, total, n, total - n, 0))
+            run.message = f"{n} of {total} kept as {name!r} ({policy}"
+            run.message += f" = {picked.policy})" if policy == "auto" else ")"
+    if not picked.changed:
+        run_id = queries.latest_selection_run(store, name)
+        assert run_id is not None
+        return SelectReport(run_id, name, policy, staged.rows, picked.selected, new=False)
+    return SelectReport(run.run_id, name, policy, staged.rows, picked.selected)
+
+
+@dataclass(frozen=True)
+class _Picked:
+    selected: int
+    policy: str  # the policy that ran (what auto chose)
+    changed: bool  # False: the same items as the selection's latest version
+
+
+def _select_step(
+    pool: list[str],
+    last: list[str],
+    name: str,
+    keep: float,
+    policy: str,
+    seed: int,
+    run_id: int,
+    out_path: str,
+) -> _Picked:
+    table = pa.concat_tables([pq.read_table(p) for p in pool])
+    ids = table.column("item_id").to_numpy()
+    scores = _column(table, "score", "prototype_distance", "thresher score")
+    groups = _column(table, "grp", "cluster", "thresher score")
+    vectors = None
+    if "vector" in table.column_names:
+        column = table.column("vector")
+        if column.null_count:
+            raise ValueError(
+                f"{column.null_count} candidates have no vector for kcenter: run thresher embed"
+            )
+        vectors = normalize(arrow_to_vectors(column))
+    budget = round(keep * len(ids))
     picked = select(
         len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
     )
-    if skip_unchanged:
-        last = store.query(
-            "SELECT item_id, run_id FROM selections WHERE selection = $n AND run_id = "
-            "(SELECT max(run_id) FROM selections WHERE selection = $n) ORDER BY item_id",
-            {"n": name},
-        )
-        if last.num_rows and np.array_equal(last.column(0).to_numpy(), np.sort(ids[picked])):
-            run_id = last.column(1)[0].as_py()
-            return SelectReport(run_id, name, policy, len(ids), len(picked), new=False)
-    with store.run(
-        "select",
-        {
-            "name": name,
-            "keep": keep,
-            "policy": policy,
-            "balance": balance,
-            "where": where,
-            "seed": seed,
-        },
-    ) as run:
-        n = len(picked)
-        write_selection(run, name, ids[picked], np.ones(n))
-        run.record(StageCounts("select", name, len(ids), n, len(ids) - n, 0))
-        run.message = f"{n} of {len(ids)} kept as {name!r} ({policy}"
-        run.message += f" = {auto_policy(len(ids), budget, groups)})" if policy == "auto" else ")"
-    return SelectReport(run.run_id, name, policy, len(ids), n)
+    chosen = np.sort(ids[picked])
+    ran = auto_policy(len(ids), budget, groups) if policy == "auto" else policy
+    if last:
+        before = pa.concat_tables([pq.read_table(p) for p in last]).column("item_id").to_numpy()
+        if np.array_equal(before, chosen):
+            return _Picked(len(chosen), ran, changed=False)
+    columns = {"selection": name, "item_id": chosen, "weight": 1.0}
+    pq.write_table(build_table("selections", run_id, columns), out_path)
+    return _Picked(len(chosen), ran, changed=True)
 
 
-def _latest(store: Store, sql: str, ids: np.ndarray, what: str) -> np.ndarray:
-    """(item_id, value) rows of `sql` looked up for each candidate; an error if any lacks one."""
-    table = store.query(sql)
-    lookup = dict(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
-    missing = sum(1 for i in ids.tolist() if i not in lookup)
-    if missing:
-        raise ValueError(f"{missing} of {len(ids)} candidates have no {what}: run thresher score")
-    return np.asarray([lookup[i] for i in ids.tolist()])
-
-
-def _vectors(store: Store, ids: np.ndarray, model: str | None) -> np.ndarray:
-    model = vstore.pick_model(store, model)
-    parts = list(vstore.iter_embeddings(store, model))
-    all_ids = np.concatenate([p[0] for p in parts])
-    pos = {v: i for i, v in enumerate(all_ids.tolist())}
-    missing = [i for i in ids.tolist() if i not in pos]
-    if missing:
-        raise ValueError(f"{len(missing)} candidates have no {model!r} vector: run thresher embed")
-    return normalize(np.concatenate([p[1] for p in parts]))[[pos[i] for i in ids.tolist()]]
-
-
-def _selection_rows(store: Store, name: str) -> tuple[pa.Table, int]:
-    """Selection `name` (its latest run) joined to its items, and that run's id."""
-    table = store.query(
-        "SELECT i.*, s.weight, s.run_id AS selection_run FROM selections s "
-        "JOIN items i USING (item_id) WHERE s.selection = $n AND s.run_id = "
-        "(SELECT max(run_id) FROM selections WHERE selection = $n) ORDER BY i.item_id",
-        {"n": name},
-    )
-    if not table.num_rows:
-        known = store.query("SELECT DISTINCT selection FROM selections ORDER BY 1").column(0)
+def _column(table: pa.Table, column: str, what: str, fix: str) -> np.ndarray | None:
+    """A candidates column as NumPy; an error naming how many candidates lack a value."""
+    if column not in table.column_names:
+        return None
+    values = table.column(column)
+    if column == "grp" and pa.types.is_string(values.type):
+        return np.asarray(values.to_pylist(), dtype=str)
+    if values.null_count:
         raise ValueError(
-            f"no selection named {name!r}; selections: {', '.join(known.to_pylist()) or 'none'}"
+            f"{values.null_count} of {len(values)} candidates have no {what}: run {fix}"
         )
-    run_id = table.column("selection_run")[0].as_py()
-    return table.drop_columns(["selection_run"]), run_id
+    return values.to_numpy()
+
+
+@contextlib.contextmanager
+def _selection_rows(store: Store, name: str) -> Iterator[tuple[pa.RecordBatchReader, int, int]]:
+    """Selection `name` (its latest run) joined to its items, as batches; that run's id
+    and its row count."""
+    run_id = queries.latest_selection_run(store, name)
+    if run_id is None:
+        known = queries.selection_names(store)
+        raise ValueError(f"no selection named {name!r}; selections: {', '.join(known) or 'none'}")
+    query = queries.selection_items(name, run_id)
+    rows = queries.count(store, query)
+    with store.stream(query.sql, query.params) as reader:
+        yield reader, run_id, rows
 
 
 def _write_dataset(
-    table: pa.Table, out: Path | str, filesystem: pafs.FileSystem | None = None
+    data: pa.RecordBatchReader, out: Path | str, filesystem: pafs.FileSystem | None = None
 ) -> None:
     ds.write_dataset(
-        table,
+        data,
         out,
         filesystem=filesystem,
         format="parquet",
@@ -188,12 +199,11 @@ def _write_dataset(
 def export(store: Store, name: str, out_dir: str) -> int:
     """Write selection `name` (its latest run) joined to its items as a Parquet dataset
     to a local folder or an object-store URI (see thresher.storage.uri)."""
-    table, _ = _selection_rows(store, name)
     fs, path = uri.resolve(out_dir)
-    with uri.naming(out_dir):
+    with uri.naming(out_dir), _selection_rows(store, name) as (reader, _, rows):
         uri.check_empty(fs, path, out_dir)
-        _write_dataset(table, path, fs)
-    return table.num_rows
+        _write_dataset(reader, path, fs)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -209,13 +219,17 @@ class Publication:
 def publish(store: Store, name: str) -> Publication:
     """Publish the latest version of selection `name` as Parquet under
     STORE/published/NAME/vRUN; a version already published is not written again."""
-    table, selection_run = _selection_rows(store, name)
+    selection_run = queries.latest_selection_run(store, name)
     latest = latest_publication(store, name)
     if latest is not None and latest.selection_run == selection_run:
         return dataclasses.replace(latest, new=False)
-    with store.run("publish", {"name": name, "selection_run": selection_run}) as run:
+    with (
+        store.run("publish", {"name": name}) as run,
+        _selection_rows(store, name) as (reader, selection_run, rows),
+    ):
+        run.config["selection_run"] = selection_run
         rel = uri.version_dir("published", name, run.run_id)
-        _write_dataset(table, run.stage_path(rel))
+        _write_dataset(reader, run.stage_path(rel))
         run.catalog_rows.append(
             (
                 "publications",
@@ -223,14 +237,14 @@ def publish(store: Store, name: str) -> Publication:
                     "name": name,
                     "version": run.run_id,
                     "path": rel,
-                    "rows": table.num_rows,
+                    "rows": rows,
                     "selection_run": selection_run,
                 },
             )
         )
-        run.record(StageCounts("publish", name, table.num_rows, table.num_rows, 0, 0))
-        run.message = f"{table.num_rows} rows of {name!r} published as {rel}"
-    return Publication(name, run.run_id, store.root / rel, table.num_rows, selection_run)
+        run.record(StageCounts("publish", name, rows, rows, 0, 0))
+        run.message = f"{rows} rows of {name!r} published as {rel}"
+    return Publication(name, run.run_id, store.root / rel, rows, selection_run)
 
 
 def mirror(pub: Publication, base: str) -> str:
@@ -256,12 +270,7 @@ def mirror(pub: Publication, base: str) -> str:
 
 
 def latest_publication(store: Store, name: str) -> Publication | None:
-    rows = store.query(
-        "SELECT version, path, rows, selection_run FROM publications WHERE name = $n "
-        "ORDER BY version DESC LIMIT 1",
-        {"n": name},
-    ).to_pylist()
-    if not rows:
+    r = queries.latest_publication(store, name)
+    if r is None:
         return None
-    r = rows[0]
     return Publication(name, r["version"], store.root / r["path"], r["rows"], r["selection_run"])

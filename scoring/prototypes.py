@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.kernels.dispatch import nearest_centroid
-from thresher.storage.stage import Resources, Stage
+from thresher.storage.stage import Resources, Stage, arrow_to_vectors
 
 MAX_POINTS_PER_CENTROID = 256
 
@@ -112,8 +112,6 @@ class PrototypeStage(Stage):
         self.resources = Resources(cpus=1, gpus=1 if torch.cuda.is_available() else 0)
 
     def process(self, batch: pa.Table) -> pa.Table:
-        from thresher.scoring.embedders import arrow_to_vectors
-
         vectors = arrow_to_vectors(batch.column("vector"))
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         cluster, distance, margin = prototype_scores(

@@ -9,7 +9,12 @@ between the two most probable classes (small = uncertain).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pyarrow as pa
+
+from thresher.storage.stage import Resources, Stage, arrow_to_vectors
 
 
 def train_probe(
@@ -68,3 +73,37 @@ def entropy_margin(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         else np.concatenate([np.zeros((len(probs), 1)), probs], axis=1)
     )
     return entropy.astype(np.float32), (top2[:, 1] - top2[:, 0]).astype(np.float32)
+
+
+class ProbeStage(Stage):
+    """(item_id, vector) -> (item_id, entropy, margin) of a fitted linear probe.
+
+    Carries the probe as plain arrays (weight (classes, d), bias (classes,)), so
+    it pickles small and needs no torch state on the workers."""
+
+    name = "probe"
+    resources = Resources(cpus=1)
+    required_columns = ("item_id", "vector")
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight, self.bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
+
+    @classmethod
+    def from_probe(cls, probe: Any) -> ProbeStage:
+        return cls(probe.weight.detach().numpy(), probe.bias.detach().numpy())
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        x = arrow_to_vectors(batch.column("vector"))
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        logits = x @ self.weight.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        entropy, margin = entropy_margin(probs)
+        return pa.table(
+            {
+                "item_id": batch.column("item_id"),
+                "entropy": pa.array(entropy.astype(np.float64)),
+                "margin": pa.array(margin.astype(np.float64)),
+            }
+        )

@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+
+from thresher.storage.stage import Resources, Stage
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,25 @@ def rule_names(found: Sequence[str | None]) -> dict[str, int]:
     names = np.array([r.split(":", 1)[0] for r in found if r is not None])
     uniq, counts = np.unique(names, return_counts=True)
     return dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+
+
+class FilterStage(Stage):
+    """(item_id, batch_id, text) -> (item_id, batch_id, reason): why each row is dropped,
+    null where it is kept."""
+
+    name = "filter"
+    resources = Resources(cpus=1)
+    required_columns = ("item_id", "batch_id", "text")
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        found = reasons(batch.column("text").to_pylist(), self.rules)
+        return pa.table(
+            {
+                "item_id": batch.column("item_id"),
+                "batch_id": batch.column("batch_id"),
+                "reason": pa.array(found, pa.string()),
+            }
+        )

@@ -24,14 +24,17 @@ is a hard limit.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from thresher.scoring.uncertainty import entropy_margin, predict_proba, train_probe
 
-STRATEGIES: tuple[str, ...] = ("iwes", "iwes-dis", "entropy", "margin", "random")
+Strategy = Literal["iwes", "iwes-dis", "entropy", "margin", "random"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 Q_MIN = 0.05
 W_MAX = 20.0
 

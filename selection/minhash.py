@@ -226,7 +226,10 @@ def fuzzy_groups(
 
 
 class MinHashStage(Stage):
-    """(item_id, text) -> (item_id, signature, shingles): MinHash signature and shingle set."""
+    """(item_id, text) -> (item_id, signature): each text's MinHash signature.
+
+    Shingles are not returned: the verification step recomputes them for the
+    candidates only, which is cheaper than moving every shingle set around."""
 
     name = "minhash"
     resources = Resources(cpus=1)
@@ -238,11 +241,9 @@ class MinHashStage(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         hashes, offsets = shingle_hashes(batch.column(self.text_column))
         sig = minhash_signatures(hashes, offsets, self.params)
-        shingles = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(hashes, pa.uint32()))
         return pa.table(
             {
                 "item_id": batch.column("item_id"),
                 "signature": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel()), sig.shape[1]),
-                "shingles": shingles,
             }
         )

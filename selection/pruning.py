@@ -21,12 +21,14 @@ All are deterministic for a seed. Positions are returned sorted.
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 import numpy as np
 
 Policy = Literal["hard", "easy", "random", "ccs", "kcenter"]
-POLICIES: tuple[str, ...] = ("auto", "hard", "easy", "random", "ccs", "kcenter")
+PolicyChoice = Literal["auto", "hard", "easy", "random", "ccs", "kcenter"]
+POLICIES: tuple[str, ...] = typing.get_args(PolicyChoice)
 # `auto` follows Sorscher et al.'s data regimes, with thresholds measured by
 # `python benchmarks/selection.py --regime` (digits and 10k labelled PyPI summaries,
 # pool sizes 1/8 to all of the pool x keep 10-70%, 5 seeds; table in the README):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,7 +84,7 @@ def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> tuple[np.nda
 
 
 KeepPolicy = Literal["first", "hard", "easy", "random"]
-KEEP: tuple[str, ...] = ("first", "hard", "easy", "random")
+KEEP: tuple[str, ...] = typing.get_args(KeepPolicy)
 
 
 def keep_order(policy: str, centroid_sim: np.ndarray, seed: int = 0) -> np.ndarray:

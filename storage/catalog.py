@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,34 @@ TABLES: dict[str, str] = {
     "labels": "item_id BIGINT, label VARCHAR, run_id BIGINT",
     "filtered": "item_id BIGINT, reason VARCHAR, run_id BIGINT",
 }
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "VARCHAR": pa.string(),
+    "FLOAT[]": pa.list_(pa.float32()),
+    "UINTEGER[]": pa.list_(pa.uint32()),
+}
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a data table, from `TABLES` (list columns may also be written as
+    fixed-size lists of the same value type)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    fields = []
+    for col in TABLES[table].split(", "):
+        name, sql_type = col.split(" ", 1)
+        fields.append(pa.field(name, _ARROW_TYPES[sql_type]))
+    return pa.schema(fields)
+
+
+def conforms(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_list(expected) and pa.types.is_fixed_size_list(actual):
+        return actual.value_type == expected.value_type
+    return actual == expected
+
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -118,6 +147,8 @@ def connect(
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_DDL)
+    # added later: a store made by an older thresher gains them on its next write
+    con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS stamp VARCHAR")
     con.execute(
         "INSERT INTO meta VALUES ('format_version', ?) ON CONFLICT DO NOTHING", [FORMAT_VERSION]
     )

@@ -123,6 +123,36 @@ def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Source]
     return list(dict.fromkeys(out))
 
 
+def stamp(path: Source) -> str:
+    """What a source is known by before its content is read: location, size, mtime."""
+    if isinstance(path, uri.RemoteFile):
+        return f"{path.uri}\n{path.size}\n{path.mtime_ns}"
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return f"{path.absolute()}\n{st.st_size}\n{st.st_mtime_ns}"
+
+
+def known_batch(path: Source, known: dict[str, int], stamps: dict[str, int]) -> int | None:
+    """The batch a source was ingested as, or None. A local file whose path, size and
+    mtime match a known source is not read again; otherwise its content hash decides
+    (the same bytes under another name are known too)."""
+    if stamp(path) in stamps:
+        return stamps[stamp(path)]
+    return known.get(fingerprint(path))
+
+
+def pending_sources(store: Store, files: Sequence[Source]) -> list[Source]:
+    """The sources among `files` that are not ingested yet."""
+    with store.read() as con:
+        known = dict(con.execute("SELECT fingerprint, batch_id FROM sources").fetchall())
+        stamps = dict(
+            con.execute("SELECT stamp, batch_id FROM sources WHERE stamp IS NOT NULL").fetchall()
+        )
+    return [p for p in files if known_batch(p, known, stamps) is None]
+
+
 def fingerprint(path: Source) -> str:
     if isinstance(path, uri.RemoteFile):
         stamp = f"{path.uri}\n{path.size}\n{path.mtime_ns}".encode()
@@ -263,19 +293,18 @@ def ingest(
     formats = [readers.detect_format(p, cfg.format) for p in files]
     with store.run("ingest", {"sources": [str(p) for p in files], **asdict(cfg)}) as run:
         report = IngestReport(run.run_id)
-        known, next_batch, dim, seen = _store_state(store, cfg)
+        known, stamps, next_batch, dim, seen = _store_state(store, cfg)
         validator = _Validator(cfg, dim, seen)
         total = sum(_size(p) for p in files)
         done_before = 0
         for path, fmt in zip(files, formats, strict=True):
-            fp = fingerprint(path)
-            if fp in known:
+            batch = known_batch(path, known, stamps)
+            if batch is not None:
                 report.sources.append(
-                    SourceReport(
-                        str(path), f"skipped (already ingested as batch {known[fp]})", known[fp]
-                    )
+                    SourceReport(str(path), f"skipped (already ingested as batch {batch})", batch)
                 )
             else:
+                fp = fingerprint(path)
                 known[fp] = next_batch
                 with _local(path, store) as local:
                     src = _ingest_file(
@@ -292,6 +321,7 @@ def ingest(
                 run.sources.append(
                     {
                         "fingerprint": fp,
+                        "stamp": stamp(path),
                         "path": str(path),
                         "format": fmt,
                         "batch_id": next_batch,
@@ -343,9 +373,12 @@ def _offset(
 
 def _store_state(
     store: Store, cfg: IngestConfig
-) -> tuple[dict[str, int], int, int | None, np.ndarray]:
+) -> tuple[dict[str, int], dict[str, int], int, int | None, np.ndarray]:
     with store.read() as con:
         known = dict(con.execute("SELECT fingerprint, batch_id FROM sources").fetchall())
+        stamps = dict(
+            con.execute("SELECT stamp, batch_id FROM sources WHERE stamp IS NOT NULL").fetchall()
+        )
         (next_batch,) = con.execute(
             "SELECT coalesce(max(batch_id), 0) + 1 FROM sources"
         ).fetchall()[0]
@@ -361,7 +394,7 @@ def _store_state(
         if cfg.id_column:
             seen = con.sql("SELECT item_id FROM items ORDER BY item_id").to_arrow_table()
             seen = seen.column(0).to_numpy()
-    return known, int(next_batch), (dims[0][0] if dims else None), seen
+    return known, stamps, int(next_batch), (dims[0][0] if dims else None), seen
 
 
 def _ingest_file(

@@ -1,8 +1,16 @@
-"""Read queries the stages' wiring needs, kept apart from the store's mechanics."""
+"""Read queries the stages' wiring needs, kept apart from the store's mechanics.
+
+Two kinds: small answers the driver reads (`encoder`, `label_column`, ...),
+and `Query` objects that select a stage's input. The wiring never reads the
+latter into memory: a Ray task `COPY`s each to a staged Parquet file that the
+stage's workers read piece by piece (see `thresher.flows.runtime`). Every
+query whose result feeds a decision has an ORDER BY.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,6 +20,278 @@ from thresher.storage.store import Store
 
 # items no later stage looks at: duplicates found by dedup, and rows dropped by filters
 EXCLUDED = "(SELECT item_id FROM duplicates UNION ALL SELECT item_id FROM filtered)"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A read-only SELECT over the store's views and named Parquet files, with parameters."""
+
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _files(paths: list[str]) -> str:
+    return "read_parquet([" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "])"
+
+
+def kept_items() -> Query:
+    """(item_id) of every item no filter or dedup pass dropped, in item_id order."""
+    return Query(f"SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) ORDER BY 1")
+
+
+def unfiltered_items(text_column: str) -> Query:
+    """(item_id, batch_id, text) of every batch the filter stage has not seen."""
+    return Query(
+        f"SELECT item_id, batch_id, {_quote(text_column)} AS text FROM items "
+        "WHERE 'batch ' || batch_id NOT IN (SELECT key FROM stages WHERE stage = 'filter') "
+        "ORDER BY batch_id, item_id"
+    )
+
+
+def dedup_todo(method: str, text_column: str | None) -> Query:
+    """Items not yet checked by `method` and not already dropped, in keep order
+    (batch_id, item_id): item_id, batch_id and, with a column, its text as `text`."""
+    text = f", i.{_quote(text_column)} AS text" if text_column else ""
+    return Query(
+        f"SELECT i.item_id, i.batch_id{text} FROM items i "
+        "ANTI JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id",
+        {"m": method},
+    )
+
+
+def dedup_kept_ids(method: str) -> Query:
+    """(item_id) of items `method` checked in earlier runs and kept, in keep order."""
+    return Query(
+        "SELECT i.item_id FROM items i "
+        "JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id",
+        {"m": method},
+    )
+
+
+def fuzzy_kept_signatures() -> Query:
+    """(item_id, signature) of items the fuzzy pass kept before, in keep order."""
+    return Query(
+        "SELECT i.item_id, m.signature FROM items i "
+        "JOIN (SELECT item_id FROM dedup_checked WHERE method = 'fuzzy') c USING (item_id) "
+        "JOIN minhashes m USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id"
+    )
+
+
+def exact_duplicates(todo: list[str], checked: list[str], run_id: int) -> Query:
+    """`duplicates` rows for the new items of `todo` (item_id, batch_id) whose hash in
+    `checked` (item_id, key) equals that of an item kept earlier or of a new item before
+    them in keep order; each points at the first of its group."""
+    return Query(
+        "WITH pool AS ("
+        "  SELECT item_id, batch_id, key, 0 AS new FROM items "
+        "  JOIN (SELECT item_id, key FROM dedup_checked WHERE method = 'exact') USING (item_id) "
+        f"  ANTI JOIN {EXCLUDED} d USING (item_id) "
+        "  UNION ALL "
+        f"  SELECT t.item_id, t.batch_id, c.key, 1 AS new FROM {_files(todo)} t "
+        f"  JOIN {_files(checked)} c USING (item_id)"
+        "), ranked AS ("
+        "  SELECT item_id, new, first_value(item_id) OVER w AS kept_id, "
+        "  row_number() OVER w AS rank FROM pool "
+        "  WINDOW w AS (PARTITION BY key ORDER BY new, batch_id, item_id)"
+        ") SELECT item_id, kept_id, 'exact' AS method, 1.0::DOUBLE AS similarity, "
+        "$run::BIGINT AS run_id FROM ranked WHERE rank > 1 AND new = 1 ORDER BY item_id",
+        {"run": run_id},
+    )
+
+
+def embed_todo(model: str, text_column: str) -> Query:
+    """(item_id, text) of kept items with no vector for `model` yet, in item_id order."""
+    return Query(
+        f"SELECT i.item_id, i.{_quote(text_column)} AS text FROM items i ANTI JOIN "
+        "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} x USING (item_id) ORDER BY i.item_id",
+        {"m": model},
+    )
+
+
+def kept_vectors(model: str, unscored: str | None = None) -> Query:
+    """(item_id, vector) of kept items with a `model` vector, in item_id order; with
+    `unscored`, only those with no score of that metric yet."""
+    skip = (
+        "ANTI JOIN (SELECT item_id FROM scores WHERE metric = $metric) s USING (item_id) "
+        if unscored
+        else ""
+    )
+    params: dict[str, Any] = {"m": model}
+    if unscored:
+        params["metric"] = unscored
+    return Query(
+        "SELECT e.item_id, e.vector FROM embeddings e "
+        f"ANTI JOIN {EXCLUDED} x USING (item_id) {skip}"
+        "WHERE e.model = $m ORDER BY e.item_id",
+        params,
+    )
+
+
+def labelled_vectors(model: str, label_column: str | None) -> Query:
+    """(item_id, vector, label) of kept, labelled items with a `model` vector, in item_id
+    order; labels from `thresher label` (the latest wins), else the ingested column."""
+    column = f"CAST(i.{_quote(label_column)} AS VARCHAR)" if label_column else "NULL"
+    return Query(
+        "SELECT e.item_id, e.vector, coalesce(l.label, "
+        f"{column}) AS label FROM embeddings e JOIN items i USING (item_id) "
+        "LEFT JOIN (SELECT item_id, arg_max(label, run_id) AS label FROM labels "
+        "GROUP BY item_id) l USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} x USING (item_id) "
+        f"WHERE e.model = $m AND coalesce(l.label, {column}) IS NOT NULL ORDER BY e.item_id",
+        {"m": model},
+    )
+
+
+def selection_pool(
+    where: str | None,
+    *,
+    score: bool,
+    group: str | None,
+    label_column: str | None,
+    model: str | None,
+) -> Query:
+    """Candidates of a selection, in item_id order: kept items matching `where` (a
+    condition on the items' columns, checked read-only before), with their latest
+    `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
+    `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
+    `model` their vector; NULL where a value is missing."""
+    cond = f"WHERE ({where})" if where else ""
+    cols, joins = ["c.item_id"], []
+    params: dict[str, Any] = {}
+    if score:
+        cols.append("s.value AS score")
+        joins.append(
+            "LEFT JOIN (SELECT item_id, arg_max(value, run_id) AS value FROM scores "
+            "WHERE metric = 'prototype_distance' GROUP BY item_id) s USING (item_id)"
+        )
+    if group == "cluster":
+        cols.append("k.cluster_id AS grp")
+        joins.append(
+            "LEFT JOIN (SELECT item_id, arg_max(cluster_id, run_id) AS cluster_id FROM "
+            "clusters GROUP BY item_id) k USING (item_id)"
+        )
+    elif group == "label":
+        column = f"CAST(i.{_quote(label_column)} AS VARCHAR)" if label_column else "NULL"
+        cols.append(f"coalesce(l.label, {column}, 'None') AS grp")
+        joins.append("JOIN items i USING (item_id)")
+        joins.append(
+            "LEFT JOIN (SELECT item_id, arg_max(label, run_id) AS label FROM labels "
+            "GROUP BY item_id) l USING (item_id)"
+        )
+    if model:
+        cols.append("e.vector")
+        joins.append(
+            "LEFT JOIN (SELECT item_id, vector FROM embeddings WHERE model = $m) e USING (item_id)"
+        )
+        params["m"] = model
+    return Query(
+        f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {cond}) "
+        f"SELECT {', '.join(cols)} FROM c {' '.join(joins)} ORDER BY c.item_id",
+        params,
+    )
+
+
+def latest_selection(name: str) -> Query:
+    """(item_id) of the latest version of selection `name`, in item_id order."""
+    return Query(
+        "SELECT item_id FROM selections WHERE selection = $n AND run_id = "
+        "(SELECT max(run_id) FROM selections WHERE selection = $n) ORDER BY item_id",
+        {"n": name},
+    )
+
+
+def selection_items(name: str, run_id: int) -> Query:
+    """Every column of the items of one version of selection `name`, plus `weight`."""
+    return Query(
+        "SELECT i.*, s.weight FROM selections s JOIN items i USING (item_id) "
+        "WHERE s.selection = $n AND s.run_id = $r ORDER BY i.item_id",
+        {"n": name, "r": run_id},
+    )
+
+
+def latest_selection_run(store: Store, name: str) -> int | None:
+    rows = store.query(
+        "SELECT max(run_id) FROM selections WHERE selection = $n", {"n": name}
+    ).column(0)
+    return rows[0].as_py()
+
+
+def has_labels(store: Store) -> bool:
+    """Whether items have labels: one ingested label column, or `thresher label` files."""
+    given = store.query("SELECT count(*) FROM labels").column(0)[0].as_py()
+    return label_column(store) is not None or bool(given)
+
+
+def runs(store: Store) -> pa.Table:
+    """The runs with their accounting and wall seconds, for `thresher runs`."""
+    return store.query(
+        "SELECT run_id, flow, status, started_at::TIMESTAMP(0) AS started, "
+        "round(epoch(finished_at - started_at), 2) AS seconds, rows_in, rows_kept, "
+        "rows_dropped, rows_rejected, message FROM runs ORDER BY run_id"
+    )
+
+
+def selection_names(store: Store) -> list[str]:
+    names = store.query("SELECT DISTINCT selection FROM selections ORDER BY 1").column(0)
+    return [str(n) for n in names.to_pylist()]
+
+
+def latest_selection_weights(store: Store, name: str) -> dict[int, float]:
+    """item_id -> weight of the latest version of selection `name`."""
+    rows = store.query(
+        "SELECT item_id, weight FROM selections WHERE selection = $n AND run_id = "
+        "(SELECT max(run_id) FROM selections WHERE selection = $n) ORDER BY item_id",
+        {"n": name},
+    )
+    return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+
+
+def latest_publication(store: Store, name: str) -> dict[str, Any] | None:
+    """version, path, rows, selection_run of the latest publication of `name`."""
+    rows = store.query(
+        "SELECT version, path, rows, selection_run FROM publications WHERE name = $n "
+        "ORDER BY version DESC LIMIT 1",
+        {"n": name},
+    ).to_pylist()
+    return rows[0] if rows else None
+
+
+def latest_centroids(store: Store, model: str) -> str | None:
+    """The store-relative path of the latest centroids saved for `model`."""
+    rows = store.query(
+        "SELECT path FROM centroids WHERE model = $m ORDER BY run_id DESC LIMIT 1", {"m": model}
+    ).to_pylist()
+    return rows[0]["path"] if rows else None
+
+
+def excluded_ids(store: Store) -> np.ndarray:
+    """Ids of every item a filter or a dedup pass dropped."""
+    return store.query(f"SELECT DISTINCT item_id FROM {EXCLUDED}").column(0).to_numpy()
+
+
+def item_ids(store: Store) -> np.ndarray:
+    return store.query("SELECT item_id FROM items ORDER BY item_id").column(0).to_numpy()
+
+
+def count(store: Store, query: Query) -> int:
+    """Rows of a staging query, counted by DuckDB (nothing is read into this process)."""
+    rows = store.query(f"SELECT count(*) FROM ({query.sql})", query.params or None)
+    return int(rows.column(0)[0].as_py())
+
+
+def class_count(store: Store, model: str) -> int:
+    """How many distinct labels the kept items with a `model` vector have."""
+    q = labelled_vectors(model, label_column(store))
+    rows = store.query(f"SELECT count(DISTINCT label) FROM ({q.sql})", q.params)
+    return int(rows.column(0)[0].as_py())
 
 
 def _by_ids(store: Store, ids: np.ndarray, select: str) -> pa.Table:
@@ -28,51 +308,10 @@ def texts(store: Store, ids: np.ndarray, text_column: str) -> list[str | None]:
     return rows.column(0).to_pylist()
 
 
-def items_without_embedding(store: Store, model: str, text_column: str) -> pa.Table:
-    """(item_id, text) of items with no vector for `model` yet, in item_id order."""
-    return store.query(
-        f'SELECT i.item_id, i."{text_column}" FROM items i ANTI JOIN '
-        "(SELECT item_id FROM embeddings WHERE model = $m) e USING (item_id) "
-        f"ANTI JOIN {EXCLUDED} x USING (item_id) ORDER BY i.item_id",
-        {"m": model},
-    )
-
-
 def encoder(store: Store, model: str) -> dict[str, Any] | None:
     """The encoder settings a model's vectors were made with; None for ingested vectors."""
     rows = store.query("SELECT encoder FROM models WHERE model = $m", {"m": model})
     return json.loads(rows.column(0)[0].as_py()) if rows.num_rows else None
-
-
-def dedup_candidates(store: Store, method: str, text_column: str | None) -> pa.Table:
-    """Items not yet checked by `method` and not already a duplicate, in keep order
-    (batch_id, item_id): item_id, batch_id and, with a column, its text as `text`."""
-    text = f', i."{text_column}" AS text' if text_column else ""
-    return store.query(
-        f"SELECT i.item_id, i.batch_id{text} FROM items i "
-        "ANTI JOIN (SELECT item_id FROM dedup_checked WHERE method = $m) c USING (item_id) "
-        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id",
-        {"m": method},
-    )
-
-
-def dedup_kept(store: Store, method: str) -> pa.Table:
-    """Items checked by `method` in earlier runs and still kept: item_id, batch_id, key."""
-    return store.query(
-        "SELECT i.item_id, i.batch_id, c.key FROM items i JOIN "
-        "(SELECT item_id, key FROM dedup_checked WHERE method = $m) c USING (item_id) "
-        f"ANTI JOIN {EXCLUDED} d USING (item_id) ORDER BY i.batch_id, i.item_id",
-        {"m": method},
-    )
-
-
-def minhash_signatures(store: Store, ids: np.ndarray) -> np.ndarray:
-    """Saved signatures (n, num_perm) uint32 of `ids`, in their order."""
-    rows = _by_ids(store, ids, "SELECT m.signature FROM wanted w JOIN minhashes m USING (item_id)")
-    if rows.num_rows != len(ids):
-        raise ValueError(f"{len(ids) - rows.num_rows} kept items have no saved signature")
-    flat = rows.column(0).combine_chunks().flatten().to_numpy()
-    return flat.reshape(len(ids), -1).astype(np.uint32) if len(ids) else flat
 
 
 def label_column(store: Store) -> str | None:

@@ -7,6 +7,11 @@ reads itself so the data never passes through the driver), at most
 `2 x workers` pieces are in flight, and results come back in input order, so
 a run is deterministic and memory stays bounded.
 
+Global steps (a k-means fit, an LSH join, a staging query) run through
+`run_task`: one Ray task that reads its inputs from files itself and writes
+its output to a file, so the driver only orchestrates and its memory does not
+grow with the data.
+
 Plain Ray core is used rather than Ray Data: on small machines Ray Data's
 actor pools can starve the read tasks of CPUs (see STACK.md), and here the
 order of results and the in-flight window are ours to control.
@@ -103,7 +108,7 @@ def _process_task(stage: Stage, piece: Piece, columns: Sequence[str] | None) -> 
     return _apply(stage, piece, columns)
 
 
-def _get(ref: ray.ObjectRef) -> pa.Table:
+def _get(ref: ray.ObjectRef) -> Any:
     """`ray.get`, re-raising a stage's own ValueError/TypeError as it was raised."""
     try:
         return ray.get(ref)
@@ -111,6 +116,25 @@ def _get(ref: ray.ObjectRef) -> pa.Table:
         if isinstance(exc.cause, (ValueError, TypeError)):
             raise exc.cause from None
         raise
+
+
+def global_cpus(limit: int = 8) -> int:
+    """CPUs for a global step's task: the largest node's, up to `limit` (NumPy, FAISS and
+    torch in the task use that many threads)."""
+    per_node = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    return max(1, min(limit, int(max(per_node, default=1))))
+
+
+def run_task(fn: Callable[..., Any], *args: Any, cpus: int | None = None, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` as one Ray task; its result (keep it small) comes back.
+
+    For global steps: `fn` reads its inputs from files and writes its output to a
+    file, so nothing the size of the data passes through the driver. A ValueError
+    or TypeError raised by `fn` is re-raised here as it was raised.
+    """
+    ensure_ray()
+    task = ray.remote(num_cpus=cpus or global_cpus(), max_retries=0)(fn)
+    return _get(task.remote(*args, **kwargs))
 
 
 def default_workers(stage: Stage) -> int:

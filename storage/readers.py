@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 from thresher.storage.uri import RemoteFile
 
 Format = Literal["auto", "parquet", "jsonl", "csv"]
-FORMATS: tuple[str, ...] = ("auto", "parquet", "jsonl", "csv")
+FORMATS: tuple[str, ...] = typing.get_args(Format)
 SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",

@@ -40,6 +40,19 @@ def read_only_query(store: Store, query: str) -> pa.Table:
             raise ValueError(f"SQL: {_first_line(exc)}") from None
 
 
+def check_condition(store: Store, condition: str) -> None:
+    """Refuse anything but one boolean expression over the items' columns (`--where`)."""
+    query = f"SELECT count(*) FROM items WHERE ({condition})"
+    with store.read() as con:
+        try:
+            statements = con.extract_statements(query)
+        except duckdb.Error as exc:
+            raise ValueError(f"--where: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise ValueError(f"--where must be one SQL condition, got {condition!r}")
+    read_only_query(store, query)
+
+
 def _first_line(exc: Exception) -> str:
     lines = [ln for ln in str(exc).splitlines() if ln.strip()]
     return " ".join(lines[:2]) if lines else type(exc).__name__

@@ -5,6 +5,11 @@ tested on its own) with what a runner needs: its resources, a `setup()` that
 loads a model or index once per worker, and `process(batch) -> batch`.
 `thresher.storage.ray_adapter.run_stage` runs one over Ray: as actors when the
 stage has state to set up or wants GPUs, as tasks otherwise.
+
+This module is the whole contract between algorithms and the runtime. It
+imports nothing of thresher and never loads DuckDB or the store, so that
+importing any algorithm module (`thresher.scoring.*`, `thresher.selection.*`)
+stays cheap and usable on a machine with only NumPy, pyarrow and torch.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -55,3 +61,19 @@ class Stage:
                 f"stage {self.name!r} needs column(s) {', '.join(map(repr, missing))}; "
                 f"the input has: {', '.join(batch.column_names)}"
             )
+
+
+def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """(n, d) float32 -> a fixed-size-list column, without copying."""
+    d = vectors.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, d)
+
+
+def arrow_to_vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A (fixed-size) list column of equal-length vectors -> (n, d) float32."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    n = len(column)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(n, -1) if n else np.zeros((0, 0), np.float32)

@@ -30,12 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.storage import catalog
 
 log = logging.getLogger(__name__)
+
+# what one DuckDB query that stages a stage's input may hold in memory before it spills
+COPY_MEMORY_LIMIT = "1GB"
 
 
 @dataclass
@@ -56,6 +60,47 @@ class StageCounts:
         )
 
 
+def build_table(table: str, run_id: int, columns: dict[str, Any]) -> pa.Table:
+    """A table of `table`'s catalog schema from column values (arrays, or scalars repeated);
+    `run_id` is filled in. Unknown, missing or mistyped columns are refused."""
+    schema = catalog.arrow_schema(table)
+    given = dict(columns)
+    if "run_id" in schema.names:
+        given.setdefault("run_id", run_id)
+    unknown = sorted(set(given) - set(schema.names))
+    missing = [n for n in schema.names if n not in given]
+    if unknown or missing:
+        raise ValueError(
+            f"table {table!r} has columns {', '.join(schema.names)}; "
+            f"unknown: {', '.join(unknown) or '-'}, missing: {', '.join(missing) or '-'}"
+        )
+    arrays = {n: v for n, v in given.items() if not _is_scalar(v)}
+    lengths = {n: len(v) for n, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"table {table!r}: columns of different lengths {lengths}")
+    n = next(iter(lengths.values()), 1)
+    out = []
+    for f in schema:
+        value = given[f.name]
+        if _is_scalar(value):
+            out.append(pa.repeat(pa.scalar(value, f.type), n))
+            continue
+        arr = value if isinstance(value, pa.Array | pa.ChunkedArray) else pa.array(value)
+        if not catalog.conforms(arr.type, f.type):
+            try:
+                arr = arr.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValueError(
+                    f"table {table!r} column {f.name!r}: {arr.type} is not {f.type}"
+                ) from exc
+        out.append(arr)
+    return pa.table(out, names=schema.names)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | np.integer | np.floating)
+
+
 class TableWriter:
     """Streams record batches of one table into a staged Parquet file.
 
@@ -68,6 +113,7 @@ class TableWriter:
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
         self._rows = 0
+        self.paths: list[str] = []  # the staged files written so far (for this run's queries)
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if data.num_rows == 0:
@@ -76,6 +122,7 @@ class TableWriter:
             self.close()
         if self._writer is None:
             self._path = self._run._new_tmp_path(self.table)
+            self.paths.append(str(self._path))
             self._writer = pq.ParquetWriter(self._path, data.schema, compression="zstd")
             self._rows = 0
         if isinstance(data, pa.RecordBatch):
@@ -83,6 +130,10 @@ class TableWriter:
         else:
             self._writer.write_table(data)
         self._rows += data.num_rows
+
+    def append(self, **columns: Any) -> None:
+        """Write rows given as columns of this table's schema (see `build_table`)."""
+        self.write(build_table(self.table, self._run.run_id, columns))
 
     def close(self) -> None:
         if self._writer is None:
@@ -110,6 +161,11 @@ class Run:
     _staged_paths: list[Path] = field(default_factory=list)
     _writers: list[TableWriter] = field(default_factory=list)
     _seq: int = 0
+    discarded: bool = False  # set by `discard()`: the run ends without a trace
+
+    def discard(self) -> None:
+        """End this run without committing anything (e.g. it found nothing new to write)."""
+        self.discarded = True
 
     def writer(self, table: str, batch_id: int | None = None) -> TableWriter:
         if table not in catalog.TABLES:
@@ -122,6 +178,39 @@ class Run:
         w = self.writer(table, batch_id)
         w.write(data)
         w.close()
+
+    def append(self, table: str, **columns: Any) -> None:
+        """Add rows to one of the data tables, checked against its catalog schema:
+        `run.append("scores", item_id=ids, metric="knn_distance", value=values)`.
+        Scalars are repeated, `run_id` is this run's."""
+        self.write_table(table, build_table(table, self.run_id, columns))
+
+    def scratch(self, name: str) -> Path:
+        """A path for this run's working file (a staged input); removed when the run ends."""
+        folder = self.store.root / "work" / f"run{self.run_id:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def reserve(self, table: str) -> Path:
+        """A staged file path of `table` for another process (a Ray worker) to write;
+        hand it back with `adopt` once written."""
+        if table not in catalog.TABLES:
+            raise ValueError(f"unknown table {table!r}; tables: {', '.join(catalog.TABLES)}")
+        return self._new_tmp_path(table)
+
+    def adopt(self, table: str, path: Path) -> int:
+        """Register a file a worker wrote at a `reserve`d path (schema checked); its rows."""
+        if not path.exists():
+            return 0
+        schema = pq.read_schema(path)
+        expected = catalog.arrow_schema(table)
+        for f in expected:
+            i = schema.get_field_index(f.name)
+            if i < 0 or not catalog.conforms(schema.field(i).type, f.type):
+                raise ValueError(f"{path}: column {f.name!r} must be {f.type}; file has {schema}")
+        rows = pq.ParquetFile(path).metadata.num_rows
+        self._staged.append((table, path, rows, None))
+        return rows
 
     def stage_path(self, relative: str) -> Path:
         """A temporary path to write a store file (not a table) to; renamed on commit."""
@@ -151,9 +240,10 @@ class Run:
             registered.append((table, str(final.relative_to(self.store.root)), rows, batch_id))
         for tmp in self._staged_paths:
             os.replace(tmp, tmp.with_suffix(""))
+        self._remove_scratch()
         totals = [sum(getattr(s, f) for s in self.stages) for f in ("kept", "dropped", "rejected")]
         rows_in = sum(s.rows_in for s in self.stages)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with self.store._write() as con:
             con.execute("BEGIN TRANSACTION")
             if registered:
@@ -203,6 +293,13 @@ class Run:
             tmp.unlink(missing_ok=True)
         for tmp in self._staged_paths:
             _remove(tmp)
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        work = self.store.root / "work"
+        _remove(work / f"run{self.run_id:06d}")
+        with contextlib.suppress(OSError):
+            work.rmdir()  # only when empty
 
 
 class Store:
@@ -257,6 +354,38 @@ class Store:
             return con.sql(sql, params=params or None).to_arrow_table()
 
     @contextlib.contextmanager
+    def stream(
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        batch_rows: int = 65_536,
+    ) -> Iterator[pa.RecordBatchReader]:
+        """A read-only query's result as batches, never whole in this process (DuckDB
+        spills its sorts past `COPY_MEMORY_LIMIT`)."""
+        with self.read() as con:
+            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+            yield con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+
+    def copy_to(
+        self,
+        sql: str,
+        path: Path,
+        params: list[Any] | dict[str, Any] | None = None,
+        row_group_rows: int = 16_384,
+    ) -> int:
+        """Write a read-only query's result to a Parquet file without holding it in this
+        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count."""
+        with self.read() as con:
+            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+            target = str(path).replace("'", "''")
+            con.execute(
+                f"COPY ({sql}) TO '{target}' "
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows})",
+                params or None,
+            )
+        return pq.ParquetFile(path).metadata.num_rows
+
+    @contextlib.contextmanager
     def run(self, flow: str, config: dict[str, Any] | None = None) -> Iterator[Run]:
         """Hold the store's write lock for one run; commit on success, discard on error."""
         lock_path = self.root / ".lock"
@@ -272,15 +401,16 @@ class Store:
             self._remove_orphans()
             with self.read() as con:
                 (last,) = con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0]
-            run = Run(
-                self, int(last) + 1, flow, dict(config or {}), dt.datetime.now(dt.timezone.utc)
-            )
+            run = Run(self, int(last) + 1, flow, dict(config or {}), dt.datetime.now(dt.UTC))
             try:
                 yield run
             except BaseException:
                 run._abort()
                 raise
-            run._commit()
+            if run.discarded:
+                run._abort()
+            else:
+                run._commit()
 
     def _remove_orphans(self) -> None:
         """Delete files left by a run that died before its catalog commit."""
@@ -294,6 +424,7 @@ class Store:
         for path in sorted(self.root.glob("*/**/*.tmp")):  # staged store files and folders
             log.info("removing unfinished %s", path.relative_to(self.root))
             _remove(path)
+        _remove(self.root / "work")  # staged inputs of runs that died
 
     def text_column(self) -> str:
         """The one text column named at ingest (--text-column)."""

@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 
 from thresher.storage.index import load_index, save_index
+from thresher.storage.stage import arrow_to_vectors
 from thresher.storage.store import Run, Store
 from thresher.storage.uri import safe_name
 
@@ -83,8 +84,6 @@ def iter_embeddings(
     store: Store, model: str, skip_ids: np.ndarray | None = None, batch_rows: int = 65_536
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(ids, vectors) of a model in item_id order, in batches, minus `skip_ids`."""
-    from thresher.scoring.embedders import arrow_to_vectors
-
     with store.read() as con:
         reader = con.sql(
             "SELECT item_id, vector FROM embeddings WHERE model = $m ORDER BY item_id",

@@ -167,7 +167,9 @@ def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
             "(SELECT max(run_id) FROM runs WHERE flow = 'curate')"
         ).to_pylist()
     }
-    assert list(stages) == ["ingest", "filter", "embed", "dedup", "score", "select", "publish"]
+    assert list(stages) == [
+        *("ingest", "filter", "dedup", "embed", "semantic", "score", "select", "publish")
+    ]
     assert stages["ingest"]["rows_kept"] == 3000 and stages["ingest"]["rows_dropped"] == 4
     counts = dict(
         tuple(r.values())
@@ -178,4 +180,4 @@ def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
     assert "funnel search:" in out and "published selection 'train'" in out
     # the config the demo wrote runs again from the command line, with nothing left to do
     again = thresher("run", "-q", tmp_path / "demo" / "curate.toml").stdout
-    assert again.count("skipped") == 7
+    assert again.count("skipped") == 8

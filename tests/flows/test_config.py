@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from thresher.flows import config
 
@@ -103,3 +103,45 @@ def test_config_command_prints_a_template_that_loads(tmp_path: Path) -> None:
     assert cfg.ingest.sources == (str(tmp_path / "data/*.jsonl"),)
     assert cfg.store == str(tmp_path / "my-store")
     assert cfg.dedup == config.DedupSection()
+
+
+def test_config_cli_and_stages_share_allowed_values_and_defaults() -> None:
+    import click
+
+    from thresher.flows.cli import cli
+    from thresher.flows.select import BALANCE
+    from thresher.selection.pruning import POLICIES
+    from thresher.selection.semantic import KEEP
+    from thresher.storage.readers import FORMATS
+
+    def option(command: str, name: str) -> click.Option:
+        params = cli.commands[command].params
+        return next(p for p in params if isinstance(p, click.Option) and p.name == name)
+
+    cases = [
+        ("dedup", "keep", config.DedupSection, "semantic_keep", KEEP),
+        ("select", "policy", config.SelectSection, "policy", POLICIES),
+        ("select", "balance", config.SelectSection, "balance", BALANCE),
+        ("ingest", "fmt", config.IngestSection, "format", FORMATS),
+    ]
+    for command, name, section, key, stage_values in cases:
+        opt = option(command, name)
+        assert isinstance(opt.type, click.Choice)
+        assert tuple(opt.type.choices) == config.choices(section, key) == stage_values
+        assert opt.default == config.default(section, key)
+    assert option("embed", "max_seq_length").default == config.EmbedSection.max_seq_length
+    assert option("embed", "batch_size").default == config.EmbedSection.batch_size
+
+
+def test_ingest_section_takes_an_embedding_column(tmp_path: Path) -> None:
+    cfg = config.load(
+        _write(
+            tmp_path,
+            'store = "s"\n[ingest]\nsources = ["a.parquet"]\nembedding_column = "vec"\n',
+        )
+    )
+    assert cfg.ingest.embedding_column == "vec"
+    with pytest.raises(config.ConfigError, match=r"\[embed\] device: 'tpu' is not allowed"):
+        config.load(
+            _write(tmp_path, 'store = "s"\n[ingest]\nsources = ["a"]\n[embed]\ndevice = "tpu"\n')
+        )

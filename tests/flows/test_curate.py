@@ -120,7 +120,9 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     config = json.loads(run["config"])
     assert config["select"]["keep"] == 0.4 and config["filter"]["min_chars"] == 25
     stages = _stages(store, reference["first_run"])
-    assert list(stages) == ["ingest", "filter", "embed", "dedup", "score", "select", "publish"]
+    assert list(stages) == [
+        *("ingest", "filter", "dedup", "embed", "semantic", "score", "select", "publish")
+    ]
     assert stages["ingest"]["rows_kept"] == 1300
     assert stages["filter"]["rows_dropped"] >= 1  # "too short"
     state = reference["state"]
@@ -131,6 +133,14 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     )
     # every later stage skipped the filtered rows; duplicates are never selected
     assert not set(state["filtered"]) & set(state["embeddings"])
+    # exact and fuzzy dedup ran before embed: none of their duplicates was embedded
+    text_dups = store.query(
+        "SELECT method, count(*) AS n, count(e.item_id) AS embedded FROM duplicates d "
+        "LEFT JOIN embeddings e USING (item_id) GROUP BY method ORDER BY method"
+    ).to_pylist()
+    by_method = {r["method"]: r for r in text_dups}
+    assert by_method["exact"]["n"] > 0 and by_method["fuzzy"]["n"] > 0
+    assert by_method["exact"]["embedded"] == 0 and by_method["fuzzy"]["embedded"] == 0
     kept = len(state["items"]) - len(state["filtered"]) - len(state["duplicates"])
     assert len(state["scored"]) == kept
     assert len(state["selection"]) == round(0.4 * kept)

@@ -147,8 +147,9 @@ def test_schedule_serves_a_cron_deployment_that_runs_the_flow(tmp_path: Path, se
         assert [r["stage"] for r in rows] == [
             "ingest",
             "filter",
-            "embed",
             "dedup",
+            "embed",
+            "semantic",
             "score",
             "select",
             "publish",

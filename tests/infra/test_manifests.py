@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import prefect
 import ray
-import tomllib
 import yaml
 
 from thresher import infra

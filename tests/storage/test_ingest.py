@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 
 import numpy as np
@@ -209,3 +210,26 @@ def test_rows_in_equal_kept_plus_rejected(tmp_path_factory, kinds, batch) -> Non
     assert report.kept == kinds.count("ok")
     assert report.kept + report.rejected == len(kinds)
     assert count(s) + count(s, "rejects") == len(kinds)
+
+
+def test_unchanged_files_are_not_read_again_and_touched_ones_are_hashed(
+    store, tmp_path, monkeypatch
+) -> None:
+    from thresher.storage import ingest as ingest_mod
+
+    path = write_jsonl(tmp_path / "a.jsonl", records(20))
+    ingest(store, [str(path)], TEXT)
+    hashed: list[str] = []
+    real = ingest_mod.fingerprint
+    monkeypatch.setattr(ingest_mod, "fingerprint", lambda p: hashed.append(str(p)) or real(p))
+    # same path, size and mtime: known without reading the file
+    report = ingest(store, [str(path)], TEXT)
+    assert report.sources[0].status == "skipped (already ingested as batch 1)"
+    assert hashed == []
+    assert ingest_mod.pending_sources(store, [path]) == [] and hashed == []
+    # a new mtime: the content hash decides (same bytes: still skipped)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    report = ingest(store, [str(path)], TEXT)
+    assert report.sources[0].status.startswith("skipped") and hashed == [str(path)]
+    assert count(store) == 20

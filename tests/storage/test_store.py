@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from thresher.storage.store import StageCounts, Store
@@ -88,3 +90,65 @@ def test_views_follow_a_moved_store(store: Store, tmp_path) -> None:
         )
     moved = store.root.rename(tmp_path / "moved")
     assert Store(moved).query("SELECT item_id FROM scores").column(0).to_pylist() == [7]
+
+
+def test_append_checks_rows_against_the_catalog_schema(store: Store) -> None:
+    with store.run("test") as run:
+        run.append("scores", item_id=[1, 2], metric="m", value=np.array([0.5, 0.25]))
+        with pytest.raises(ValueError, match=r"unknown: bogus, missing: value"):
+            run.append("scores", item_id=[1], metric="m", bogus=[1.0])
+        with pytest.raises(ValueError, match="column 'value'"):
+            run.append("scores", item_id=[1], metric="m", value=["high"])
+        with pytest.raises(ValueError, match="different lengths"):
+            run.append("scores", item_id=[1, 2], metric="m", value=[0.1])
+        with pytest.raises(ValueError, match="unknown table 'scorez'"):
+            run.append("scorez", item_id=[1])
+    rows = store.query("SELECT item_id, metric, value, run_id FROM scores ORDER BY item_id")
+    assert rows.to_pylist() == [
+        {"item_id": 1, "metric": "m", "value": 0.5, "run_id": run.run_id},
+        {"item_id": 2, "metric": "m", "value": 0.25, "run_id": run.run_id},
+    ]
+
+
+def test_scratch_files_live_only_as_long_as_their_run(store: Store) -> None:
+    with store.run("test") as run:
+        staged = run.scratch("input.parquet")
+        rows = store.copy_to("SELECT range AS i FROM range(20480)", staged, row_group_rows=4096)
+        # row groups are what workers read as pieces (DuckDB rounds to 2,048-row vectors)
+        assert rows == 20480 and pq.ParquetFile(staged).metadata.num_row_groups == 5
+    assert not (store.root / "work").exists()
+    with pytest.raises(RuntimeError), store.run("test") as run:
+        run.scratch("input.parquet").write_bytes(b"x")
+        raise RuntimeError("killed")
+    assert not (store.root / "work").exists()
+    # a run that died before cleaning up: the next run removes what it left
+    (store.root / "work" / "run000099").mkdir(parents=True)
+    with store.run("test") as run:
+        run.record(StageCounts("t", "", 0, 0, 0, 0))
+    assert not (store.root / "work").exists()
+
+
+def test_a_discarded_run_leaves_nothing(store: Store) -> None:
+    with store.run("test") as run:
+        run.append("scores", item_id=[1], metric="m", value=[0.5])
+        run.discard()
+    assert store.query("SELECT count(*) FROM runs").column(0)[0].as_py() == 0
+    assert store.query("SELECT count(*) FROM scores").column(0)[0].as_py() == 0
+    assert not list(store.root.rglob("*.parquet*"))
+
+
+def test_a_file_written_by_another_process_is_adopted_after_its_schema_check(
+    store: Store,
+) -> None:
+    with store.run("test") as run:
+        good, bad = run.reserve("scores"), run.reserve("scores")
+        pq.write_table(
+            pa.table({"item_id": [7], "metric": ["m"], "value": [1.0], "run_id": [run.run_id]}),
+            good,
+        )
+        pq.write_table(pa.table({"item_id": [8], "metric": ["m"]}), bad)
+        assert run.adopt("scores", good) == 1
+        with pytest.raises(ValueError, match="column 'value'"):
+            run.adopt("scores", bad)
+        bad.unlink()
+    assert store.query("SELECT item_id FROM scores").column(0).to_pylist() == [7]

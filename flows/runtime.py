@@ -1,0 +1,67 @@
+"""How the wiring runs work without the data passing through the driver.
+
+A stage's input is selected by a `queries.Query` and written once, by a Ray
+task running DuckDB, to a staged Parquet file under the run's scratch folder
+(`STORE/work/run<N>/`, deleted when the run commits or aborts). The stage's
+workers read that file's row groups themselves (`run_stage`), and their
+results stream into the run's table writers as they arrive. Global steps run
+as one Ray task each (`run_task`) over such files, writing their output to a
+file the run `reserve`d and then `adopt`s, so the driver only orchestrates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from thresher.storage.queries import Query
+from thresher.storage.ray_adapter import run_stage, run_task
+from thresher.storage.stage import Stage
+from thresher.storage.store import Run, Store
+
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A stage's input: staged Parquet files (none when empty) and their row count."""
+
+    paths: list[str]
+    rows: int
+
+
+def _copy(store: Store, query: Query, path: str) -> int:
+    return store.copy_to(query.sql, Path(path), query.params)
+
+
+def stage(run: Run, name: str, query: Query) -> Staged:
+    """Write `query`'s result to the run's scratch file `name`.parquet (in a Ray task)."""
+    path = run.scratch(f"{name}.parquet")
+    rows = run_task(_copy, run.store, query, str(path), cpus=1)
+    return Staged([str(path)] if rows else [], rows)
+
+
+def write_query(run: Run, table: str, query: Query) -> int:
+    """Add `query`'s result to `table` as a new file of this run (in a Ray task); its rows."""
+    path = run.reserve(table)
+    run_task(_copy, run.store, query, str(path), cpus=1)
+    return run.adopt(table, path)
+
+
+def stream(
+    stage_: Stage,
+    staged: Staged,
+    *,
+    columns: list[str] | None = None,
+    batch_rows: int = 16_384,
+    on_progress: Progress = None,
+) -> Iterator[pa.Table]:
+    """`stage_` over the staged files' pieces, results in input order as they arrive."""
+    if not staged.rows:
+        return iter(())
+    return run_stage(
+        stage_, staged.paths, columns=columns, batch_rows=batch_rows, on_progress=on_progress
+    )
