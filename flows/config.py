@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thresher.flows.select import Balance
 from thresher.scoring.embedders import Device
-from thresher.selection.pruning import PolicyChoice
+from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
 from thresher.storage.readers import Format
 

@@ -103,6 +103,7 @@ def dedup_fuzzy(store: Store, threshold: float = 0.8, on_progress: Progress = No
                 sigs.paths,
                 run.run_id,
                 str(out_path),
+                rows=kept.rows + todo.rows,
             )
         dups = run.adopt("duplicates", out_path)
         _account(run, "fuzzy", todo.rows, dups)
@@ -175,6 +176,7 @@ def dedup_semantic(
                 run.run_id,
                 str(dup_path),
                 str(checked_path),
+                rows=kept.rows + todo.rows,
             )
             if todo.rows
             else (0, 0)

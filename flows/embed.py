@@ -108,7 +108,8 @@ def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo
         and vstore.embedding_models(store).get(model, 0) == previous.n_items
     ):
         return previous
-    info: vstore.IndexInfo = run_task(_update_index, store, model, cfg)
+    rows = vstore.embedding_models(store).get(model, 0)
+    info: vstore.IndexInfo = run_task(_update_index, store, model, cfg, rows=rows)
     return info
 
 

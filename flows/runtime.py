@@ -40,14 +40,14 @@ def _copy(store: Store, query: Query, path: str) -> int:
 def stage(run: Run, name: str, query: Query) -> Staged:
     """Write `query`'s result to the run's scratch file `name`.parquet (in a Ray task)."""
     path = run.scratch(f"{name}.parquet")
-    rows = run_task(_copy, run.store, query, str(path), cpus=1)
+    rows = run_task(_copy, run.store, query, str(path), rows=run.store.item_count(), cpus=1)
     return Staged([str(path)] if rows else [], rows)
 
 
 def write_query(run: Run, table: str, query: Query) -> int:
     """Add `query`'s result to `table` as a new file of this run (in a Ray task); its rows."""
     path = run.reserve(table)
-    run_task(_copy, run.store, query, str(path), cpus=1)
+    run_task(_copy, run.store, query, str(path), rows=run.store.item_count(), cpus=1)
     return run.adopt(table, path)
 
 

@@ -74,7 +74,7 @@ def score(
             todo = kept
             if centroids is None:
                 k = clusters or default_k(n_kept, queries.class_count(store, model))
-                centroids = run_task(_fit_centroids, kept.paths, k, seed)
+                centroids = run_task(_fit_centroids, kept.paths, k, seed, rows=kept.rows)
                 _save_centroids(run, model, centroids, seed)
             else:
                 todo = runtime.stage(
@@ -95,7 +95,9 @@ def score(
             todo = runtime.stage(run, "score-density", queries.kept_vectors(model, "knn_distance"))
             if todo.rows and n_kept > 10:
                 path = run.reserve("scores")
-                run_task(_density_step, kept.paths, todo.paths, run.run_id, str(path))
+                run_task(
+                    _density_step, kept.paths, todo.paths, run.run_id, str(path), rows=kept.rows
+                )
                 scored["knn_distance"] = run.adopt("scores", path)
         # uncertainty: a linear probe trained on the labelled items (a Ray task), then
         # entropy and margin of every unscored item on Ray workers
@@ -110,7 +112,7 @@ def score(
                         "score-labelled",
                         queries.labelled_vectors(model, queries.label_column(store)),
                     )
-                    probe = run_task(_train_probe_step, labelled.paths, seed)
+                    probe = run_task(_train_probe_step, labelled.paths, seed, rows=labelled.rows)
                     values = run.writer("scores")
                     for out in runtime.stream(probe, todo, on_progress=on_progress):
                         ids = out.column("item_id")

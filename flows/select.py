@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -19,16 +17,13 @@ import pyarrow.parquet as pq
 
 from thresher.flows import runtime
 from thresher.scoring.matryoshka import normalize
-from thresher.selection.pruning import auto_policy, select
+from thresher.selection.pruning import BALANCE, auto_policy, select
 from thresher.storage import queries, uri
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.sql import check_condition
 from thresher.storage.stage import arrow_to_vectors
 from thresher.storage.store import Run, StageCounts, Store, build_table
-
-Balance = Literal["cluster", "label", "none"]
-BALANCE: tuple[str, ...] = typing.get_args(Balance)
 
 
 @dataclass(frozen=True)
@@ -92,7 +87,16 @@ def select_items(
         )
         out = run.reserve("selections")
         picked: _Picked = run_task(
-            _select_step, staged.paths, last.paths, name, keep, policy, seed, run.run_id, str(out)
+            _select_step,
+            staged.paths,
+            last.paths,
+            name,
+            keep,
+            policy,
+            seed,
+            run.run_id,
+            str(out),
+            rows=staged.rows,
         )
         if not picked.changed:
             run.discard()

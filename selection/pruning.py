@@ -29,6 +29,9 @@ import numpy as np
 Policy = Literal["hard", "easy", "random", "ccs", "kcenter"]
 PolicyChoice = Literal["auto", "hard", "easy", "random", "ccs", "kcenter"]
 POLICIES: tuple[str, ...] = typing.get_args(PolicyChoice)
+# how a budget is split: over clusters, over labels, or not at all
+Balance = Literal["cluster", "label", "none"]
+BALANCE: tuple[str, ...] = typing.get_args(Balance)
 # `auto` follows Sorscher et al.'s data regimes, with thresholds measured by
 # `python benchmarks/selection.py --regime` (digits and 10k labelled PyPI summaries,
 # pool sizes 1/8 to all of the pool x keep 10-70%, 5 seeds; table in the README):

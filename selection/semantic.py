@@ -20,7 +20,6 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-import faiss
 import numpy as np
 
 from thresher.scoring.matryoshka import prefix
@@ -55,6 +54,8 @@ class SemanticResult:
 def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> tuple[np.ndarray, np.ndarray]:
     """(m, 2) pairs i < j whose prefix cosine is >= threshold - margin within a cluster,
     and each item's prefix cosine to its nearest centroid (n,)."""
+    import faiss
+
     n, d = vectors.shape
     m = min(params.prefix_dim or d, d)
     short = prefix(vectors, m)

@@ -16,10 +16,12 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import faiss
 import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ def build_index(
     seed: int = 0,
 ) -> faiss.Index:
     """An index over (n, d) unit vectors with the given int64 ids."""
+    import faiss
+
     if kind not in KINDS or codes not in CODES:
         raise ValueError(
             f"index kind {kind!r} / codes {codes!r}: allowed kinds "
@@ -125,6 +129,8 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
 
 def set_search_width(index: faiss.Index, width: int) -> None:
     """Let an HNSW index explore at least `width` candidates (efSearch); others as they are."""
+    import faiss
+
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
     if hasattr(inner, "hnsw"):
         inner.hnsw.efSearch = max(width, 16)
@@ -132,6 +138,8 @@ def set_search_width(index: faiss.Index, width: int) -> None:
 
 def save_index(index: faiss.Index, path: Path) -> None:
     """Write atomically: a temporary name, then rename."""
+    import faiss
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     faiss.write_index(to_cpu(index), str(tmp))
@@ -139,6 +147,8 @@ def save_index(index: faiss.Index, path: Path) -> None:
 
 
 def load_index(path: Path, gpu: bool = False) -> faiss.Index:
+    import faiss
+
     if not path.is_file():
         raise ValueError(f"index file {path} is missing")
     index = faiss.read_index(str(path))
@@ -146,14 +156,20 @@ def load_index(path: Path, gpu: bool = False) -> faiss.Index:
 
 
 def gpu_available() -> bool:
+    import faiss
+
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 def to_gpu(index: faiss.Index) -> faiss.Index:
+    import faiss
+
     if not gpu_available():
         return index
     return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
 
 
 def to_cpu(index: faiss.Index) -> faiss.Index:
+    import faiss
+
     return faiss.index_gpu_to_cpu(index) if "Gpu" in type(index).__name__ else index

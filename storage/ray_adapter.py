@@ -12,6 +12,13 @@ Global steps (a k-means fit, an LSH join, a staging query) run through
 its output to a file, so the driver only orchestrates and its memory does not
 grow with the data.
 
+Small inputs stay in this process (`use_ray`): starting Ray costs seconds that
+a few hundred thousand rows do not repay. Stages that load a model, work on
+a cluster (`RAY_ADDRESS`), work in a process that already runs Ray, and any
+input above `THRESHER_LOCAL_MAX_ROWS` rows (default 200,000; 0: always Ray)
+go to Ray; the local path runs the same `setup`/`process` over the same
+pieces, so results are identical (tested).
+
 Plain Ray core is used rather than Ray Data: on small machines Ray Data's
 actor pools can starve the read tasks of CPUs (see STACK.md), and here the
 order of results and the in-flight window are ours to control.
@@ -43,6 +50,29 @@ class ParquetPiece:
 
 
 Piece: TypeAlias = "ParquetPiece | pa.Table"
+
+
+LOCAL_MAX_ROWS = 200_000
+
+
+def local_max_rows() -> int:
+    text = os.environ.get("THRESHER_LOCAL_MAX_ROWS", "")
+    try:
+        return int(text) if text.strip() else LOCAL_MAX_ROWS
+    except ValueError:
+        raise ValueError(
+            f"THRESHER_LOCAL_MAX_ROWS={text!r}: expected a number of rows (0: always Ray)"
+        ) from None
+
+
+def use_ray(rows: int, stateful: bool = False) -> bool:
+    """Whether work over `rows` rows runs on Ray rather than in this process."""
+    return (
+        stateful
+        or bool(os.environ.get("RAY_ADDRESS"))
+        or ray.is_initialized()
+        or rows > local_max_rows()
+    )
 
 
 def ensure_ray() -> None:
@@ -79,6 +109,27 @@ def pieces(source: pa.Table | Sequence[str | Path], batch_rows: int) -> list[Pie
         if group:
             out.append(ParquetPiece(str(path), tuple(group)))
     return out
+
+
+def _rows(source: pa.Table | Sequence[str | Path]) -> int:
+    if isinstance(source, pa.Table):
+        return source.num_rows
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in source)
+
+
+def _run_local(
+    stage: Stage,
+    work: list[Piece],
+    columns: Sequence[str] | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> Iterator[pa.Table]:
+    """The same pieces through the same `setup`/`process`, in this process."""
+    log.info("stage %s: %d pieces in-process", stage.name, len(work))
+    stage.setup()
+    for i, piece in enumerate(work):
+        yield _apply(stage, piece, columns)
+        if on_progress:
+            on_progress(i + 1, len(work))
 
 
 def _load(piece: Piece, columns: Sequence[str] | None) -> pa.Table:
@@ -125,15 +176,21 @@ def global_cpus(limit: int = 8) -> int:
     return max(1, min(limit, int(max(per_node, default=1))))
 
 
-def run_task(fn: Callable[..., Any], *args: Any, cpus: int | None = None, **kwargs: Any) -> Any:
+def run_task(
+    fn: Callable[..., Any], *args: Any, rows: int, cpus: int | None = None, **kwargs: Any
+) -> Any:
     """`fn(*args, **kwargs)` as one Ray task; its result (keep it small) comes back.
 
-    For global steps: `fn` reads its inputs from files and writes its output to a
-    file, so nothing the size of the data passes through the driver. A ValueError
-    or TypeError raised by `fn` is re-raised here as it was raised.
+    For global steps: `fn` reads its inputs (about `rows` rows) from files and
+    writes its output to a file, so nothing the size of the data passes through
+    the driver. A ValueError or TypeError raised by `fn` is re-raised here as it
+    was raised. Below the local threshold (`use_ray`) it runs in this process.
     """
+    if not use_ray(rows):
+        return fn(*args, **kwargs)
     ensure_ray()
-    task = ray.remote(num_cpus=cpus or global_cpus(), max_retries=0)(fn)
+    # retried when its worker or node dies (not on the function's own errors)
+    task = ray.remote(num_cpus=cpus or global_cpus(), max_retries=2)(fn)
     return _get(task.remote(*args, **kwargs))
 
 
@@ -158,10 +215,13 @@ def run_stage(
     `columns` restricts what workers read from Parquet files;
     `on_progress(pieces_done, pieces_total)` is called as results arrive.
     """
-    ensure_ray()
     work = pieces(source, batch_rows)
     if not work:
         return
+    if not use_ray(_rows(source), stage.stateful):
+        yield from _run_local(stage, work, columns, on_progress)
+        return
+    ensure_ray()
     n = min(workers or default_workers(stage), len(work))
     opts: dict[str, Any] = {"num_cpus": stage.resources.cpus, "num_gpus": stage.resources.gpus}
     if stage.stateful:

@@ -426,6 +426,14 @@ class Store:
             _remove(path)
         _remove(self.root / "work")  # staged inputs of runs that died
 
+    def item_count(self) -> int:
+        """Rows in `items`, from the file registry (no data is read)."""
+        with self.read() as con:
+            (n,) = con.execute(
+                "SELECT coalesce(sum(rows), 0) FROM files WHERE table_name = 'items'"
+            ).fetchall()[0]
+        return int(n)
+
     def text_column(self) -> str:
         """The one text column named at ingest (--text-column)."""
         with self.read() as con:

@@ -6,6 +6,9 @@ import os
 import tempfile
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# every stage on Ray, however small the test data (tests/flows/test_runtime.py compares the
+# in-process path for small inputs against it)
+os.environ.setdefault("THRESHER_LOCAL_MAX_ROWS", "0")
 import torch
 
 if not torch.cuda.is_available():  # kernels run in Triton's CPU interpreter, else on the GPU

@@ -109,8 +109,7 @@ def test_config_cli_and_stages_share_allowed_values_and_defaults() -> None:
     import click
 
     from thresher.flows.cli import cli
-    from thresher.flows.select import BALANCE
-    from thresher.selection.pruning import POLICIES
+    from thresher.selection.pruning import BALANCE, POLICIES
     from thresher.selection.semantic import KEEP
     from thresher.storage.readers import FORMATS
 
