@@ -180,7 +180,7 @@ def _selection_rows(store: Store, name: str) -> Iterator[tuple[pa.RecordBatchRea
         known = queries.selection_names(store)
         raise ValueError(f"no selection named {name!r}; selections: {', '.join(known) or 'none'}")
     query = queries.selection_items(name, run_id)
-    rows = queries.count(store, query)
+    rows = queries.selection_size(store, name, run_id)
     with store.stream(query.sql, query.params) as reader:
         yield reader, run_id, rows
 

@@ -39,24 +39,41 @@ def spherical_kmeans(
     points_per_centroid: int = MAX_POINTS_PER_CENTROID,
 ) -> np.ndarray:
     """(k, d) unit centroids of (n, d) unit vectors; deterministic for a seed."""
-    import faiss
-
     if not 1 <= k <= len(vectors):
         raise ValueError(
             f"clusters must be in [1, {len(vectors)}] for {len(vectors)} items, got {k}"
         )
-    # The training sample and its order depend only on each row's content (a seeded random
-    # projection, hashed to [0, 1)), never on row positions: the same rows in any order give
-    # the same centroids. Only the sample is copied, never the whole array.
-    direction = np.asarray(
-        np.random.default_rng(seed).standard_normal(vectors.shape[1]), dtype=np.float32
-    )
-    proj = np.asarray(np.asarray(vectors, dtype=np.float32) @ direction, dtype=np.float64)
-    key = np.modf(np.abs(proj) * 1e4)[0]
+    # Only the sample is copied, never the whole array.
+    key = sample_key(vectors, seed)
     size = min(len(vectors), k * points_per_centroid)
     pick = np.argpartition(key, size - 1)[:size] if size < len(vectors) else np.arange(size)
     pick = pick[np.argsort(key[pick], kind="stable")]
     sample = np.ascontiguousarray(vectors[pick], dtype=np.float32)
+    return fit_sample(sample, k, seed, niter, points_per_centroid)
+
+
+def sample_key(vectors: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's rank key for the k-means training sample: a seeded random projection
+    hashed to [0, 1). It depends on the row's content only, never on its position, so the
+    same rows in any order (or read piece by piece) give the same sample, in the same
+    order, and the same centroids; the sample is the rows with the smallest keys."""
+    direction = np.asarray(
+        np.random.default_rng(seed).standard_normal(vectors.shape[1]), dtype=np.float32
+    )
+    proj = np.asarray(np.asarray(vectors, dtype=np.float32) @ direction, dtype=np.float64)
+    return np.modf(np.abs(proj) * 1e4)[0]
+
+
+def fit_sample(
+    sample: np.ndarray,
+    k: int,
+    seed: int = 0,
+    niter: int = 20,
+    points_per_centroid: int = MAX_POINTS_PER_CENTROID,
+) -> np.ndarray:
+    """(k, d) unit centroids from a training sample (rows in `sample_key` order)."""
+    import faiss
+
     km = faiss.Kmeans(
         sample.shape[1],
         k,

@@ -73,15 +73,24 @@ def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> tuple[np.nda
     bounds = np.searchsorted(sorted_c, np.arange(k + 1))
     for c in range(k):
         members = np.sort(owners[bounds[c] : bounds[c + 1]] // assign.shape[1])
-        for start in range(0, len(members), params.block):
-            rows = members[start : start + params.block]
-            cols = members[start:]
-            sims = short[rows] @ short[cols].T
-            i, j = np.nonzero(sims >= cut)
-            keep = cols[j] > rows[i]
-            pairs.append(np.stack([rows[i[keep]], cols[j[keep]]], axis=1))
+        pairs.append(cluster_pairs(short[members], members, cut, params.block))
     found = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
     return found, centroid_sim[:, 0]
+
+
+def cluster_pairs(short: np.ndarray, members: np.ndarray, cut: float, block: int) -> np.ndarray:
+    """(m, 2) pairs of one cluster's `members` (sorted positions) whose prefix cosine is
+    >= cut, each i < j; `short` (len(members), m) holds their unit prefixes, in order.
+    Blocks of `block` rows against the rest of the cluster: never a full matrix."""
+    out = []
+    for start in range(0, len(members), block):
+        rows = members[start : start + block]
+        cols = members[start:]
+        sims = short[start : start + block] @ short[start:].T
+        i, j = np.nonzero(sims >= cut)
+        keep = cols[j] > rows[i]
+        out.append(np.stack([rows[i[keep]], cols[j[keep]]], axis=1))
+    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
 
 KeepPolicy = Literal["first", "hard", "easy", "random"]

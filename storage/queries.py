@@ -217,6 +217,14 @@ def selection_items(name: str, run_id: int) -> Query:
     )
 
 
+def selection_size(store: Store, name: str, run_id: int) -> int:
+    rows = store.query(
+        "SELECT count(*) FROM selections WHERE selection = $n AND run_id = $r",
+        {"n": name, "r": run_id},
+    )
+    return int(rows.column(0)[0].as_py())
+
+
 def latest_selection_run(store: Store, name: str) -> int | None:
     rows = store.query(
         "SELECT max(run_id) FROM selections WHERE selection = $n", {"n": name}

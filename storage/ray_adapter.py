@@ -28,17 +28,20 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 
 from thresher.storage.stage import Stage
+
+if TYPE_CHECKING:
+    import ray
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +71,20 @@ def local_max_rows() -> int:
 def use_ray(rows: int, stateful: bool = False) -> bool:
     """Whether work over `rows` rows runs on Ray rather than in this process."""
     return (
-        stateful
-        or bool(os.environ.get("RAY_ADDRESS"))
-        or ray.is_initialized()
-        or rows > local_max_rows()
+        stateful or bool(os.environ.get("RAY_ADDRESS")) or ray_running() or rows > local_max_rows()
     )
+
+
+def ray_running() -> bool:
+    """Whether this process is connected to Ray (without importing it: that costs ~0.5 s)."""
+    module = sys.modules.get("ray")
+    return module is not None and module.is_initialized()
 
 
 def ensure_ray() -> None:
     """Connect to `RAY_ADDRESS` if set, else start Ray in this process (once)."""
+    import ray
+
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -161,6 +169,8 @@ def _process_task(stage: Stage, piece: Piece, columns: Sequence[str] | None) -> 
 
 def _get(ref: ray.ObjectRef) -> Any:
     """`ray.get`, re-raising a stage's own ValueError/TypeError as it was raised."""
+    import ray
+
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
@@ -172,6 +182,8 @@ def _get(ref: ray.ObjectRef) -> Any:
 def global_cpus(limit: int = 8) -> int:
     """CPUs for a global step's task: the largest node's, up to `limit` (NumPy, FAISS and
     torch in the task use that many threads)."""
+    import ray
+
     per_node = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     return max(1, min(limit, int(max(per_node, default=1))))
 
@@ -188,13 +200,33 @@ def run_task(
     """
     if not use_ray(rows):
         return fn(*args, **kwargs)
+    import ray
+
     ensure_ray()
     # retried when its worker or node dies (not on the function's own errors)
     task = ray.remote(num_cpus=cpus or global_cpus(), max_retries=2)(fn)
     return _get(task.remote(*args, **kwargs))
 
 
+def map_tasks(
+    fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *, rows: int, cpus: float = 1
+) -> list[Any]:
+    """`fn(*args)` for each args tuple as parallel Ray tasks; results (keep them small) in
+    order. For the partitions of a global step: each call reads and writes its own files.
+    In-process, one after another, below the local threshold (`use_ray`)."""
+    if not use_ray(rows):
+        return [fn(*args) for args in calls]
+    import ray
+
+    ensure_ray()
+    task = ray.remote(num_cpus=cpus, max_retries=2)(fn)
+    refs = [task.remote(*args) for args in calls]
+    return [_get(ref) for ref in refs]
+
+
 def default_workers(stage: Stage) -> int:
+    import ray
+
     res = ray.cluster_resources()
     if stage.resources.gpus > 0:
         return max(1, int(res.get("GPU", 0) // stage.resources.gpus))
@@ -221,6 +253,8 @@ def run_stage(
     if not use_ray(_rows(source), stage.stateful):
         yield from _run_local(stage, work, columns, on_progress)
         return
+    import ray
+
     ensure_ray()
     n = min(workers or default_workers(stage), len(work))
     opts: dict[str, Any] = {"num_cpus": stage.resources.cpus, "num_gpus": stage.resources.gpus}

@@ -134,6 +134,32 @@ def load(store: Store, info: IndexInfo) -> LoadedIndex:
     )
 
 
+class VectorParts:
+    """A model's rotated vectors, memory-mapped part by part: `take` reads only the rows
+    asked for, so a task holds what it works on, not the whole index."""
+
+    def __init__(self, store: Store, info: IndexInfo) -> None:
+        root = store.root
+        self.parts = [np.load(root / f"{p}.vectors.npy", mmap_mode="r") for p in info.parts]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def ids(self, store: Store, info: IndexInfo) -> np.ndarray:
+        parts = [np.load(store.root / f"{p}.ids.npy") for p in info.parts]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), d) float32 of global row numbers `rows`, in their order."""
+        d = self.parts[0].shape[1] if self.parts else 0
+        out = np.empty((len(rows), d), np.float32)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for p in np.unique(part).tolist():
+            mine = np.flatnonzero(part == p)
+            local = rows[mine] - self.starts[p]
+            order = np.argsort(local, kind="stable")  # read each part front to back
+            out[mine[order]] = self.parts[p][local[order]]
+        return out
+
+
 def _save_npy(run: Run, relative: str, array: np.ndarray) -> None:
     with open(run.stage_path(relative), "wb") as fh:
         np.save(fh, array)

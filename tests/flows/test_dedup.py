@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from thresher.flows import dedup
 from thresher.scoring.matryoshka import normalize
+from thresher.selection.minhash import (
+    LSHParams,
+    fuzzy_duplicates,
+    minhash_signatures,
+    shingle_hashes,
+)
 from thresher.storage.ingest import IngestConfig, ingest
 from thresher.storage.store import Store
 
@@ -91,3 +98,105 @@ def test_semantic_on_ingested_vectors_protects_kept_items(store, tmp_path, ray_s
     kept_of = dup_map(store, "semantic")
     assert {k: v for k, v in kept_of.items() if k >= 1000} == {1000 + i: i for i in range(20)}
     assert len(kept_of) == first.duplicates + 20  # no item kept in run 1 became a duplicate
+
+
+def _near_copies(n: int, seed: int, start: int) -> list[dict]:
+    """Short texts, a third of them near copies (one or two characters changed)."""
+    rng = np.random.default_rng(seed)
+    words = [f"tok{i}" for i in range(120)]
+    texts = [" ".join(rng.choice(words, rng.integers(6, 14))) for _ in range(n)]
+    for _ in range(n // 3):
+        t = list(texts[int(rng.integers(0, n))])
+        t[int(rng.integers(0, len(t)))] = "#"
+        texts.append("".join(t))
+    return [{"id": start + i, "text": t} for i, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+def test_partitioned_fuzzy_equals_the_single_process_groups(
+    store, tmp_path, ray_session, shards
+) -> None:
+    params = LSHParams(threshold=0.7)
+    batches = [_near_copies(240, seed=1, start=0), _near_copies(90, seed=2, start=10_000)]
+    reference: dict[int, int] = {}
+    seen: list[dict] = []
+    for b, batch in enumerate(batches):
+        write_jsonl(tmp_path / f"{b}.jsonl", batch)
+        ingest(store, [str(tmp_path / f"{b}.jsonl")], TEXT)
+        dedup.dedup_fuzzy(store, 0.7, shards=shards)
+        # the single-process rule over the kept items so far, then the new ones, in keep order
+        kept_before = [r for r in seen if r["id"] not in reference]
+        order = store.query(
+            "SELECT id FROM items WHERE batch_id = $b ORDER BY item_id", {"b": b + 1}
+        ).column(0)
+        new = sorted(batch, key=lambda r: order.to_pylist().index(r["id"]))
+        texts = pa.array([r["text"] for r in kept_before + new])
+        hashes, offsets = shingle_hashes(texts)
+        sig = minhash_signatures(hashes, offsets, params)
+        res = fuzzy_duplicates(hashes, offsets, sig, params, np.arange(len(kept_before)))
+        ids = [r["id"] for r in kept_before + new]
+        reference.update({ids[d]: ids[k] for d, k in zip(res.dup, res.kept, strict=True)})
+        seen += batch
+        assert dup_map(store, "fuzzy") == reference
+    assert len(reference) > 20
+
+
+@pytest.mark.parametrize(("groups", "keep"), [(1, "first"), (3, "hard")])
+def test_partitioned_semantic_equals_the_single_process_pass(
+    store, tmp_path, ray_session, groups, keep
+) -> None:
+    from thresher.selection.semantic import SemanticParams, semantic_duplicates
+    from thresher.storage import vectors as vstore
+
+    rng = np.random.default_rng(4)
+    x = clustered(900, 48, seed=4, centres=8)
+    x = np.concatenate([x, normalize(x[:150] + rng.standard_normal((150, 48)) * 0.02)])
+    pq.write_table(
+        pa.table({"id": np.arange(len(x)), "vec": pa.array(list(x), pa.list_(pa.float32()))}),
+        tmp_path / "v.parquet",
+    )
+    ingest(
+        store, [str(tmp_path / "v.parquet")], IngestConfig(id_column="id", embedding_column="vec")
+    )
+    report = dedup.dedup_semantic(store, 0.97, keep=keep, groups=groups)
+    # the single-process pass over the same rotated vectors, in keep order (batch, item_id)
+    info = vstore.latest_index(store, "vec")
+    loaded = vstore.load(store, info)
+    order = np.argsort(loaded.ids, kind="stable")
+    ids, vectors = loaded.ids[order], loaded.vectors[order]
+    params = SemanticParams(threshold=0.97, prefix_dim=info.shortlist_dim)
+    res = semantic_duplicates(vectors, params, keep=keep)
+    expected = dict(zip(ids[res.dup].tolist(), ids[res.kept].tolist(), strict=True))
+    got = store.query("SELECT item_id, kept_id FROM duplicates WHERE method = 'semantic'")
+    assert (
+        dict(zip(*(got.column(c).to_pylist() for c in ("item_id", "kept_id")), strict=True))
+        == expected
+    )
+    assert report.duplicates == len(expected) >= 100
+
+
+def test_semantic_fits_on_a_sample_when_the_prefixes_do_not_fit(
+    store, tmp_path, ray_session, monkeypatch
+) -> None:
+    from thresher.flows import semantic
+
+    monkeypatch.setattr(semantic, "FIT_FULL_BYTES", 1024)
+    rng = np.random.default_rng(5)
+    x = clustered(600, 32, seed=5, centres=6)
+    near = normalize(x[:40] + rng.standard_normal((40, 32)) * 0.005)
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(640),
+                "vec": pa.array(list(np.concatenate([x, near])), pa.list_(pa.float32())),
+            }
+        ),
+        tmp_path / "v.parquet",
+    )
+    ingest(
+        store, [str(tmp_path / "v.parquet")], IngestConfig(id_column="id", embedding_column="vec")
+    )
+    dedup.dedup_semantic(store, 0.99)
+    # one batch: keep order is item_id order, so either of a pair may be the one kept
+    found = {frozenset(p) for p in dup_map(store, "semantic").items()}
+    assert {frozenset((i, 600 + i)) for i in range(40)} <= found
