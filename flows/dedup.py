@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from thresher.flows import runtime
 from thresher.flows.fuzzy import fuzzy_pass
+from thresher.flows.partition import FIT_FULL_BYTES
 from thresher.flows.runtime import Progress
 from thresher.flows.semantic import semantic_pass
 from thresher.selection.exact import ContentHash
@@ -83,6 +84,7 @@ def dedup_semantic(
     model: str | None = None,
     keep: str = "first",
     groups: int | None = None,
+    fit_bytes: int | None = None,
 ) -> DedupReport:
     """SemDeDup over the model's rotated vectors, partitioned by cluster
     (`thresher.flows.semantic`; `groups` overrides the data-sized count)."""
@@ -96,7 +98,9 @@ def dedup_semantic(
         todo = runtime.stage(run, "semantic-todo", queries.dedup_todo("semantic", None))
         kept = runtime.stage(run, "semantic-kept", queries.dedup_kept_ids("semantic"))
         checked, dups, missing = (
-            semantic_pass(run, info, kept, todo, params, keep, groups) if todo.rows else (0, 0, 0)
+            semantic_pass(run, info, kept, todo, params, keep, groups, fit_bytes or FIT_FULL_BYTES)
+            if todo.rows
+            else (0, 0, 0)
         )
         _account(run, "semantic", checked, dups)
     note = f"{missing} new items have no {model!r} vector" if missing else ""

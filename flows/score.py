@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.flows import runtime
+from thresher.flows.density import density_pass
+from thresher.flows.embed import IndexConfig, update_index
 from thresher.flows.runtime import Progress
 from thresher.scoring.matryoshka import normalize
 from thresher.scoring.prototypes import (
@@ -24,7 +26,6 @@ from thresher.scoring.prototypes import (
     PrototypeStage,
     default_k,
     fit_sample,
-    knn_distance,
     sample_key,
 )
 from thresher.scoring.uncertainty import ProbeStage, train_probe
@@ -32,7 +33,7 @@ from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.stage import arrow_to_vectors
-from thresher.storage.store import Run, StageCounts, Store, build_table
+from thresher.storage.store import Run, StageCounts, Store
 
 METRICS = ("prototype", "density", "uncertainty")
 
@@ -67,13 +68,14 @@ def score(
     scored: dict[str, int] = {}
     note = ""
     k = 0
+    # density searches the model's index (updated first: it commits a run of its own)
+    index = update_index(store, model, IndexConfig()) if "density" in metrics else None
     with store.run("score", {**config, "refit": refit, "seed": seed}) as run:
-        kept = runtime.stage(run, "score-kept", queries.kept_vectors(model))
         # prototypes: spherical k-means once (a Ray task), then every new item against the
         # saved centroids on Ray workers, streamed into clusters and scores
         if "prototype" in metrics:
             centroids = None if refit else _saved_centroids(store, model)
-            todo = kept
+            todo = kept = runtime.stage(run, "score-kept", queries.kept_vectors(model))
             if centroids is None:
                 k = clusters or default_k(n_kept, queries.class_count(store, model))
                 centroids = run_task(_fit_centroids, kept.paths, k, seed, rows=kept.rows)
@@ -91,16 +93,15 @@ def score(
             found.close()
             values.close()
             scored["prototype_distance"] = todo.rows
-        # density: distance to the 10th nearest kept item (a Ray task over the kept vectors)
-        if "density" in metrics:
+        # density: distance to the 10th nearest kept item, searched within clusters
+        if index is not None:
             scored["knn_distance"] = 0
-            todo = runtime.stage(run, "score-density", queries.kept_vectors(model, "knn_distance"))
+            todo = runtime.stage(
+                run, "score-density", queries.kept_vectors(model, "knn_distance", ids_only=True)
+            )
             if todo.rows and n_kept > 10:
-                path = run.reserve("scores")
-                run_task(
-                    _density_step, kept.paths, todo.paths, run.run_id, str(path), rows=kept.rows
-                )
-                scored["knn_distance"] = run.adopt("scores", path)
+                ids = runtime.stage(run, "score-ids", queries.kept_vectors(model, ids_only=True))
+                scored["knn_distance"] = density_pass(run, index, ids, todo, seed=seed)
         # uncertainty: a linear probe trained on the labelled items (a Ray task), then
         # entropy and margin of every unscored item on Ray workers
         if "uncertainty" in metrics:
@@ -176,18 +177,6 @@ def _save_centroids(run: Run, model: str, centroids: np.ndarray, seed: int) -> N
         np.save(fh, centroids)
     row = {"model": model, "run_id": run.run_id, "k": len(centroids), "path": path, "seed": seed}
     run.catalog_rows.append(("centroids", row))
-
-
-def _density_step(kept: list[str], todo: list[str], run_id: int, out_path: str) -> int:
-    ids, vectors = _read_vectors(kept)
-    wanted = np.concatenate([pq.read_table(p, columns=["item_id"])["item_id"] for p in todo])
-    mine = np.isin(ids, wanted)
-    values = knn_distance(vectors)[mine]
-    table = build_table(
-        "scores", run_id, {"item_id": ids[mine], "metric": "knn_distance", "value": values}
-    )
-    pq.write_table(table, out_path)
-    return table.num_rows
 
 
 def _train_probe_step(labelled: list[str], seed: int) -> ProbeStage:

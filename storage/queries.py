@@ -116,9 +116,9 @@ def embed_todo(model: str, text_column: str) -> Query:
     )
 
 
-def kept_vectors(model: str, unscored: str | None = None) -> Query:
+def kept_vectors(model: str, unscored: str | None = None, ids_only: bool = False) -> Query:
     """(item_id, vector) of kept items with a `model` vector, in item_id order; with
-    `unscored`, only those with no score of that metric yet."""
+    `unscored`, only those with no score of that metric yet; `ids_only`: no vector."""
     skip = (
         "ANTI JOIN (SELECT item_id FROM scores WHERE metric = $metric) s USING (item_id) "
         if unscored
@@ -128,7 +128,7 @@ def kept_vectors(model: str, unscored: str | None = None) -> Query:
     if unscored:
         params["metric"] = unscored
     return Query(
-        "SELECT e.item_id, e.vector FROM embeddings e "
+        f"SELECT e.item_id{'' if ids_only else ', e.vector'} FROM embeddings e "
         f"ANTI JOIN {EXCLUDED} x USING (item_id) {skip}"
         "WHERE e.model = $m ORDER BY e.item_id",
         params,

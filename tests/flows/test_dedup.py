@@ -176,11 +176,8 @@ def test_partitioned_semantic_equals_the_single_process_pass(
 
 
 def test_semantic_fits_on_a_sample_when_the_prefixes_do_not_fit(
-    store, tmp_path, ray_session, monkeypatch
+    store, tmp_path, ray_session
 ) -> None:
-    from thresher.flows import semantic
-
-    monkeypatch.setattr(semantic, "FIT_FULL_BYTES", 1024)
     rng = np.random.default_rng(5)
     x = clustered(600, 32, seed=5, centres=6)
     near = normalize(x[:40] + rng.standard_normal((40, 32)) * 0.005)
@@ -196,7 +193,7 @@ def test_semantic_fits_on_a_sample_when_the_prefixes_do_not_fit(
     ingest(
         store, [str(tmp_path / "v.parquet")], IngestConfig(id_column="id", embedding_column="vec")
     )
-    dedup.dedup_semantic(store, 0.99)
+    dedup.dedup_semantic(store, 0.99, fit_bytes=1024)  # k-means on a 256-per-centroid sample
     # one batch: keep order is item_id order, so either of a pair may be the one kept
     found = {frozenset(p) for p in dup_map(store, "semantic").items()}
     assert {frozenset((i, 600 + i)) for i in range(40)} <= found

@@ -1,0 +1,88 @@
+"""Wiring of kNN density (`knn_distance`) without all pairs: search within clusters.
+
+The kept items are partitioned by cluster (`flows.partition`, each row in its
+`probes` nearest clusters, like an IVF index probed `probes` times). One task
+per cluster group takes each cluster's rows whose *nearest* cluster it is as
+queries and every row assigned to it as candidates, and computes each
+query's cosine distance to its k-th nearest other candidate on the full
+vectors, exactly. So each item is scored once, against the rows that share
+one of their clusters with it. Cost O(n^2 probes / clusters), not O(n^2);
+its agreement with the exact all-pairs score is measured by
+`benchmarks/density.py` (Spearman, see the README) and tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from thresher.flows import partition
+from thresher.flows.runtime import Staged
+from thresher.storage import vectors as vstore
+from thresher.storage.ray_adapter import map_tasks
+from thresher.storage.store import Run, Store, build_table
+
+PROBES = 3
+BLOCK = 4096  # queries per matrix product
+
+
+def density_pass(
+    run: Run, info: vstore.IndexInfo, kept: Staged, todo: Staged, k: int = 10, seed: int = 0
+) -> int:
+    """`knn_distance` scores of the `todo` items among the `kept` ones; rows written."""
+    store = run.store
+    part = partition.build(
+        store,
+        info,
+        [kept.paths],
+        run.scratch("density"),
+        clusters=max(1, min(int(np.sqrt(kept.rows / 4)), kept.rows // (20 * (k + 1)))),
+        probes=PROBES,
+        seed=seed,
+        prefix_dim=info.shortlist_dim,
+        rows=kept.rows,
+    )
+    paths = [run.reserve("scores") for _ in range(part.groups)]
+    calls = [
+        (store, info, part.folder, g, k, todo.paths, run.run_id, str(path))
+        for g, path in enumerate(paths)
+    ]
+    map_tasks(_knn_step, calls, rows=part.n)
+    return sum(run.adopt("scores", path) for path in paths)
+
+
+def _knn_step(
+    store: Store,
+    info: vstore.IndexInfo,
+    folder: str,
+    group: int,
+    k: int,
+    todo: list[str],
+    run_id: int,
+    out_path: str,
+) -> int:
+    rows = partition.index_rows(folder)
+    home, _ = partition.nearest(folder)
+    wanted = np.concatenate(
+        [pq.read_table(p, columns=["item_id"]).column(0).to_numpy() for p in todo]
+    )
+    ids = partition.wanted_ids(folder)
+    parts = vstore.VectorParts(store, info)
+    out_pos, out_val = [], []
+    for c, members in partition.clusters(folder, group):
+        queries = members[(home[members] == c) & np.isin(ids[members], wanted)]
+        if not len(queries):
+            continue
+        full = parts.take(rows[members])
+        q = full[np.searchsorted(members, queries)]
+        kth = min(k, len(members) - 1)  # a cluster smaller than k + 1: its farthest row
+        for start in range(0, len(q), BLOCK):
+            sims = q[start : start + BLOCK] @ full.T  # includes the query itself, first
+            top = -np.partition(-sims, kth, axis=1)[:, kth]
+            out_val.append(1.0 - top)
+        out_pos.append(queries)
+    pos = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
+    values = np.concatenate(out_val) if out_val else np.zeros(0)
+    columns = {"item_id": ids[pos], "metric": "knn_distance", "value": values}
+    pq.write_table(build_table("scores", run_id, columns), out_path)
+    return len(pos)

@@ -1,0 +1,187 @@
+"""Partition a model's vectors by cluster, for the global steps that compare vectors
+(SemDeDup, kNN density) without holding them all: the NeMo Curator / IVF shape.
+
+1. Locate: the wanted items (id files, in order) are found in the model's index;
+   a row's position is its order there (`wanted.parquet`: item_id, index row).
+2. Fit: spherical k-means on the shortlist prefix, over every row when they fit
+   in `FIT_FULL_BYTES`, else over a seeded sample of 256 rows per centroid.
+3. Assign: one task per piece of positions finds each row's `probes` nearest
+   centroids, writes (cluster, position) rows into G group files, and each
+   row's nearest centroid and its cosine (`top-*.parquet`).
+
+A group task then reads its clusters one at a time (`clusters`), gathering
+only their rows from the memory-mapped index parts (`vectors.VectorParts`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from thresher.scoring.matryoshka import prefix
+from thresher.storage import vectors as vstore
+from thresher.storage.ray_adapter import map_tasks, run_task
+from thresher.storage.store import Store
+
+FIT_FULL_BYTES = 512 * 2**20  # prefixes k-means may hold at once
+PIECE_ROWS = 131_072  # rows per assignment task
+GROUP_ROWS = 250_000  # (cluster, row) assignments per group task
+
+
+@dataclass(frozen=True)
+class Partition:
+    folder: str
+    n: int  # rows found in the index, positions 0..n-1
+    found: tuple[int, ...]  # of them, how many came from each id file
+    groups: int
+    m: int  # prefix width the clusters were fitted on
+
+
+def build(
+    store: Store,
+    info: vstore.IndexInfo,
+    id_paths: list[list[str]],
+    folder: Path,
+    *,
+    clusters: int | None,
+    probes: int,
+    seed: int,
+    prefix_dim: int | None,
+    rows: int,
+    groups: int | None = None,
+    fit_bytes: int = FIT_FULL_BYTES,
+) -> Partition:
+    """Locate, fit and assign (see the module docstring); `id_paths` are lists of staged
+    files with an item_id column, whose items take positions in that order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    found = run_task(_locate_step, store, info, id_paths, str(folder), rows=rows)
+    n = sum(found)
+    m = min(prefix_dim or info.dims[-1], info.dims[-1])
+    if not n:
+        return Partition(str(folder), 0, tuple(found), 0, m)
+    k = min(clusters or max(1, int(np.sqrt(n / 4))), n)
+    centroids = run_task(_fit_step, store, info, str(folder), n, m, k, seed, fit_bytes, rows=n)
+    g = groups or min(k, max(1, math.ceil(n * probes / GROUP_ROWS)))
+    spans = [(s, min(s + PIECE_ROWS, n)) for s in range(0, n, PIECE_ROWS)]
+    calls = [(store, info, str(folder), a, b, centroids, probes, g) for a, b in spans]
+    map_tasks(_assign_step, calls, rows=n)
+    return Partition(str(folder), n, tuple(found), g, m)
+
+
+def wanted_ids(folder: str) -> np.ndarray:
+    return pq.read_table(f"{folder}/wanted.parquet", columns=["item_id"]).column(0).to_numpy()
+
+
+def index_rows(folder: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+    rows = pq.read_table(f"{folder}/wanted.parquet", columns=["row"]).column(0).to_numpy()
+    return rows[start:stop]
+
+
+def nearest(folder: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each position's nearest centroid and its prefix cosine, in position order."""
+    files = sorted(Path(folder).glob("top-*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    return table.column("cluster").to_numpy(), table.column("sim").to_numpy()
+
+
+def clusters(folder: str, group: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(cluster, sorted positions of its members) for each cluster of a group."""
+    files = sorted(Path(folder).glob(f"assign-g{group:05d}-*.parquet"))
+    if not files:
+        return
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    cluster, pos = table.column("cluster").to_numpy(), table.column("pos").to_numpy()
+    order = np.lexsort((pos, cluster))
+    cluster, pos = cluster[order], pos[order]
+    bounds = np.flatnonzero(np.diff(cluster)) + 1
+    starts = np.concatenate([[0], bounds])
+    for start, members in zip(starts.tolist(), np.split(pos, bounds), strict=True):
+        yield int(cluster[start]), members
+
+
+def _ids(paths: list[str]) -> np.ndarray:
+    parts = [pq.read_table(p, columns=["item_id"]).column(0).to_numpy() for p in paths]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _locate_step(
+    store: Store, info: vstore.IndexInfo, id_paths: list[list[str]], folder: str
+) -> list[int]:
+    index_ids = vstore.VectorParts(store, info).ids(store, info)
+    order = np.argsort(index_ids, kind="stable")
+    found, ids_out, rows_out = [], [], []
+    for paths in id_paths:
+        wanted = _ids(paths)
+        if len(order):
+            at = np.minimum(np.searchsorted(index_ids, wanted, sorter=order), len(order) - 1)
+            rows = order[at]
+            has = index_ids[rows] == wanted
+        else:
+            rows, has = np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+        found.append(int(has.sum()))
+        ids_out.append(wanted[has])
+        rows_out.append(rows[has])
+    pq.write_table(
+        pa.table({"item_id": np.concatenate(ids_out), "row": np.concatenate(rows_out)}),
+        f"{folder}/wanted.parquet",
+    )
+    return found
+
+
+def _fit_step(
+    store: Store,
+    info: vstore.IndexInfo,
+    folder: str,
+    n: int,
+    m: int,
+    k: int,
+    seed: int,
+    fit_bytes: int,
+) -> np.ndarray:
+    import faiss
+
+    rows = index_rows(folder)
+    if n * m * 4 > fit_bytes:  # a seeded sample, in position order
+        pick = np.random.default_rng(seed).choice(n, min(n, 256 * k), replace=False)
+        rows = rows[np.sort(pick)]
+    short = prefix(vstore.VectorParts(store, info).take(rows), m)
+    km = faiss.Kmeans(
+        m, k, niter=20, seed=seed, spherical=True, verbose=False, max_points_per_centroid=256
+    )
+    km.train(short)
+    return np.asarray(km.centroids, np.float32)
+
+
+def _assign_step(
+    store: Store,
+    info: vstore.IndexInfo,
+    folder: str,
+    start: int,
+    stop: int,
+    centroids: np.ndarray,
+    probes: int,
+    groups: int,
+) -> int:
+    import faiss
+
+    m = centroids.shape[1]
+    short = prefix(vstore.VectorParts(store, info).take(index_rows(folder, start, stop)), m)
+    index = faiss.IndexFlatIP(m)
+    index.add(centroids)
+    sims, assign = index.search(short, min(probes, len(centroids)))
+    pos = np.arange(start, stop, dtype=np.int64)
+    top = pa.table({"pos": pos, "cluster": assign[:, 0], "sim": sims[:, 0]})
+    pq.write_table(top, f"{folder}/top-{start:012d}.parquet")
+    cluster, owner = assign.ravel(), np.repeat(pos, assign.shape[1])
+    group = cluster % groups
+    for g in np.unique(group).tolist():
+        mine = group == g
+        part = pa.table({"cluster": cluster[mine], "pos": owner[mine]})
+        pq.write_table(part, f"{folder}/assign-g{g:05d}-{start:012d}.parquet")
+    return stop - start
