@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
+from thresher.scoring.kmeans import spherical_kmeans_torch
 from thresher.scoring.matryoshka import prefix
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import map_tasks, run_task
@@ -151,11 +153,19 @@ def _fit_step(
         pick = np.random.default_rng(seed).choice(n, min(n, 256 * k), replace=False)
         rows = rows[np.sort(pick)]
     short = prefix(vstore.VectorParts(store, info).take(rows), m)
+    if gpu_device():  # torch k-means with the Triton kernel: no faiss-gpu needed
+        x = torch.as_tensor(short, device="cuda")
+        return spherical_kmeans_torch(x, k, seed).cpu().numpy()
     km = faiss.Kmeans(
         m, k, niter=20, seed=seed, spherical=True, verbose=False, max_points_per_centroid=256
     )
     km.train(short)
     return np.asarray(km.centroids, np.float32)
+
+
+def gpu_device() -> str | None:
+    """ "cuda" when this worker has a GPU (the global steps' torch paths), else None."""
+    return "cuda" if torch.cuda.is_available() else None
 
 
 def _assign_step(

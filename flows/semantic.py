@@ -75,11 +75,12 @@ def _group_step(
     rows = partition.index_rows(folder)
     parts = vstore.VectorParts(store, info)
     cut = params.threshold - params.margin
+    device = partition.gpu_device()
     found = [pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()),
                        "similarity": pa.array([], pa.float32())})]  # fmt: skip
     for _, members in partition.clusters(folder, group):
         full = parts.take(rows[members])
-        pairs = cluster_pairs(prefix(full, m), members, cut, params.block)
+        pairs = cluster_pairs(prefix(full, m), members, cut, params.block, device)
         local = np.searchsorted(members, pairs)
         sims = np.einsum("ij,ij->i", full[local[:, 0]], full[local[:, 1]])
         ok = sims >= params.threshold

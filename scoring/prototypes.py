@@ -71,7 +71,15 @@ def fit_sample(
     niter: int = 20,
     points_per_centroid: int = MAX_POINTS_PER_CENTROID,
 ) -> np.ndarray:
-    """(k, d) unit centroids from a training sample (rows in `sample_key` order)."""
+    """(k, d) unit centroids from a training sample (rows in `sample_key` order); on a GPU
+    torch k-means with the fused kernel (`scoring.kmeans`), else FAISS."""
+    import torch
+
+    if torch.cuda.is_available():
+        from thresher.scoring.kmeans import spherical_kmeans_torch
+
+        x = torch.as_tensor(np.ascontiguousarray(sample, dtype=np.float32), device="cuda")
+        return spherical_kmeans_torch(x, k, seed, niter).cpu().numpy()
     import faiss
 
     km = faiss.Kmeans(

@@ -78,10 +78,15 @@ def candidate_pairs(vectors: np.ndarray, params: SemanticParams) -> tuple[np.nda
     return found, centroid_sim[:, 0]
 
 
-def cluster_pairs(short: np.ndarray, members: np.ndarray, cut: float, block: int) -> np.ndarray:
+def cluster_pairs(
+    short: np.ndarray, members: np.ndarray, cut: float, block: int, device: str | None = None
+) -> np.ndarray:
     """(m, 2) pairs of one cluster's `members` (sorted positions) whose prefix cosine is
     >= cut, each i < j; `short` (len(members), m) holds their unit prefixes, in order.
-    Blocks of `block` rows against the rest of the cluster: never a full matrix."""
+    Blocks of `block` rows against the rest of the cluster: never a full matrix. With a
+    torch `device` ("cuda") the block products run there (only the pairs come back)."""
+    if device is not None:
+        return _cluster_pairs_torch(short, members, cut, block, device)
     out = []
     for start in range(0, len(members), block):
         rows = members[start : start + block]
@@ -90,6 +95,22 @@ def cluster_pairs(short: np.ndarray, members: np.ndarray, cut: float, block: int
         i, j = np.nonzero(sims >= cut)
         keep = cols[j] > rows[i]
         out.append(np.stack([rows[i[keep]], cols[j[keep]]], axis=1))
+    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+
+
+def _cluster_pairs_torch(
+    short: np.ndarray, members: np.ndarray, cut: float, block: int, device: str
+) -> np.ndarray:
+    import torch
+
+    s = torch.as_tensor(short, device=device)
+    out = []
+    for start in range(0, len(members), block):
+        sims = s[start : start + block] @ s[start:].T
+        i, j = torch.nonzero(sims >= cut, as_tuple=True)
+        i, j = i.cpu().numpy() + start, j.cpu().numpy() + start
+        keep = j > i
+        out.append(np.stack([members[i[keep]], members[j[keep]]], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
 

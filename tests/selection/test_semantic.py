@@ -57,3 +57,15 @@ def test_resolve_keeps_the_first_and_respects_removed_items() -> None:
 def test_bad_params_are_refused() -> None:
     with pytest.raises(ValueError, match="cosine threshold"):
         SemanticParams(threshold=0)
+
+
+def test_cluster_pairs_in_torch_equal_numpy() -> None:
+    from thresher.selection.semantic import cluster_pairs
+
+    x = normalize(np.random.default_rng(3).standard_normal((700, 16)).astype(np.float32))
+    x[350:] = normalize(x[:350] + 0.05 * np.random.default_rng(4).standard_normal((350, 16)))
+    members = np.sort(np.random.default_rng(5).choice(10_000, 700, replace=False))
+    want = cluster_pairs(x, members, 0.9, block=128)
+    got = cluster_pairs(x, members, 0.9, block=128, device="cpu")  # the GPU path's code
+    assert len(want) >= 300
+    np.testing.assert_array_equal(np.unique(got, axis=0), np.unique(want, axis=0))
