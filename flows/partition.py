@@ -92,6 +92,17 @@ def nearest(folder: str) -> tuple[np.ndarray, np.ndarray]:
     return table.column("cluster").to_numpy(), table.column("sim").to_numpy()
 
 
+def nearest_sims(folder: str, positions: np.ndarray) -> np.ndarray:
+    """The nearest-centroid cosine of each of the (sorted) `positions`, read piece by piece."""
+    out = np.empty(len(positions), np.float32)
+    for f in sorted(Path(folder).glob("top-*.parquet")):
+        start = int(f.stem.split("-")[1])
+        sims = pq.read_table(f, columns=["sim"]).column(0).to_numpy()
+        lo, hi = np.searchsorted(positions, [start, start + len(sims)])
+        out[lo:hi] = sims[positions[lo:hi] - start]
+    return out
+
+
 def clusters(folder: str, group: int) -> Iterator[tuple[int, np.ndarray]]:
     """(cluster, sorted positions of its members) for each cluster of a group."""
     files = sorted(Path(folder).glob(f"assign-g{group:05d}-*.parquet"))

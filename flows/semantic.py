@@ -105,10 +105,19 @@ def _resolve_step(
     pairs = np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1)
     pairs, first = np.unique(pairs, axis=0, return_index=True)  # a pair met in two clusters
     sims = table.column("similarity").to_numpy()[first]
-    order = keep_order(keep, partition.nearest(folder)[1], seed)
-    protected = np.arange(n) < n_kept
+    # only rows in a verified pair take part: their keep order among themselves
+    involved, local = np.unique(pairs, return_inverse=True)
+    local = local.reshape(pairs.shape)
+    if keep == "random":  # the rank in the seeded permutation of all n rows
+        rank = np.empty(n, np.int64)
+        rank[keep_order("random", np.zeros(n), seed)] = np.arange(n)
+        order = np.argsort(rank[involved], kind="stable")
+    else:
+        order = keep_order(keep, partition.nearest_sims(folder, involved), seed)
+    protected = involved < n_kept
     order = np.concatenate([order[protected[order]], order[~protected[order]]])
-    dup, kept, sim = resolve(n, pairs, sims, order, protected)
+    d, k, sim = resolve(len(involved), local, sims, order, protected)
+    dup, kept = involved[d], involved[k]
     ids = partition.wanted_ids(folder)
     columns = {"item_id": ids[dup], "kept_id": ids[kept], "method": "semantic", "similarity": sim}
     pq.write_table(build_table("duplicates", run_id, columns), dup_path)

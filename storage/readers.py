@@ -64,6 +64,12 @@ def detect_format(path: Path | RemoteFile, fmt: Format) -> str:
         ) from None
 
 
+# at most this much (uncompressed) source data per chunk, whatever `batch_rows` says: a
+# chunk's copies through validation are what ingest holds, so wide rows (long texts, vectors)
+# get fewer rows per chunk and memory stays the same
+BATCH_BYTES = 32 * 2**20
+
+
 def read_chunks(path: Path, fmt: str, batch_rows: int) -> Iterator[Chunk]:
     readers = {"parquet": _parquet, "jsonl": _jsonl, "csv": _csv}
     try:
@@ -83,6 +89,12 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[Chunk]:
     pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     total_rows = max(pf.metadata.num_rows, 1)
     size = path.stat().st_size
+    # rows per chunk from the width of the first rows in memory (Parquet's own sizes are
+    # of its encoding: a third of the Arrow size for float vectors here)
+    probe = next(pf.iter_batches(batch_size=min(batch_rows, 1024)), None)
+    if probe is not None and probe.num_rows:
+        width = max(probe.nbytes // probe.num_rows, 1)
+        batch_rows = max(1, min(batch_rows, BATCH_BYTES // width))
     start = 1
     for batch in pf.iter_batches(batch_size=batch_rows):
         rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
@@ -94,7 +106,7 @@ def _jsonl(path: Path, batch_rows: int) -> Iterator[Chunk]:
     records: list[dict] = []
     rows: list[int] = []
     rejects: list[tuple[int, str, str]] = []
-    done = 0
+    done = flushed = 0
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             done += len(raw)
@@ -114,9 +126,10 @@ def _jsonl(path: Path, batch_rows: int) -> Iterator[Chunk]:
                 continue
             records.append(record)
             rows.append(number)
-            if len(records) >= batch_rows:
+            if len(records) >= batch_rows or done - flushed >= BATCH_BYTES:
                 yield _json_chunk(path, records, rows, rejects, done)
                 records, rows, rejects = [], [], []
+                flushed = done
     if records or rejects:
         yield _json_chunk(path, records, rows, rejects, done)
 
