@@ -16,7 +16,7 @@ from thresher.scoring.funnel import Funnel, funnel_search
 from thresher.scoring.matryoshka import check_dims, fit_rotation, normalize, prefix
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
-from thresher.storage.index import add, build_index, set_search_width
+from thresher.storage.index import add, new_index, set_search_width
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.store import StageCounts, Store
 
@@ -129,7 +129,7 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
     previous = vstore.latest_index(store, model)
     if not _rebuild(previous, cfg):
         assert previous is not None
-        loaded = vstore.load(store, previous)
+        loaded = vstore.load(store, previous, vectors_too=False)
         parts = list(vstore.iter_embeddings(store, model, skip_ids=loaded.ids))
         if not parts:
             return previous
@@ -158,21 +158,33 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
             run.record(StageCounts("index", model, len(ids), len(ids), 0, 0))
         return info
 
-    parts = list(vstore.iter_embeddings(store, model))
-    ids = np.concatenate([p[0] for p in parts])
-    unit = normalize(np.concatenate([p[1] for p in parts]))
-    dims = check_dims(cfg.dims or default_dims(unit.shape[1]), unit.shape[1])
+    # the rotation from a seeded sample (the same rows whatever the batch size), then the
+    # rotated vectors and the shortlist index a batch at a time: memory is a batch plus the
+    # sample and the index, never all the vectors
+    n = vstore.embedding_models(store).get(model, 0)
     rng = np.random.default_rng(cfg.seed)
-    sample = unit[np.sort(rng.choice(len(unit), min(len(unit), ROTATION_SAMPLE), replace=False))]
+    sample = _rows_at(store, model, np.sort(rng.choice(n, min(n, ROTATION_SAMPLE), replace=False)))
+    d = sample.shape[1]
+    dims = check_dims(cfg.dims or default_dims(d), d)
     rotation = fit_rotation(sample, cfg.rotation, dims)
-    rotated = unit @ rotation
     shortlist_dim = cfg.shortlist_dim or (128 if 128 in dims else dims[0])
     if shortlist_dim not in dims:
         raise ValueError(f"shortlist dim {shortlist_dim} is not one of the prefix dims {dims}")
-    shortlist = build_index(
-        prefix(rotated, shortlist_dim), np.arange(len(ids)), cfg.kind, cfg.codes, seed=cfg.seed
-    )
+    train = prefix(sample @ rotation, shortlist_dim)
+    shortlist = new_index(shortlist_dim, n, cfg.kind, cfg.codes, train=train, seed=cfg.seed)
+    del sample, train
     with store.run("index", {"model": model, "mode": "build", **dataclasses.asdict(cfg)}) as run:
+        out = vstore.open_part(run, model, n, d)
+        ids = np.empty(n, np.int64)
+        pos = 0
+        for batch_ids, batch in vstore.iter_embeddings(store, model):
+            rotated = normalize(batch) @ rotation
+            out[pos : pos + len(rotated)] = rotated
+            ids[pos : pos + len(rotated)] = batch_ids
+            add(shortlist, prefix(rotated, shortlist_dim), np.arange(pos, pos + len(rotated)))
+            pos += len(rotated)
+        out.flush()
+        del out
         info = vstore.write_version(
             run,
             model,
@@ -182,13 +194,23 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
             dims=dims,
             shortlist_dim=shortlist_dim,
             new_ids=ids,
-            new_vectors=rotated,
+            new_vectors=None,
             shortlist=shortlist,
             kind=cfg.kind,
             codes=cfg.codes,
         )
-        run.record(StageCounts("index", model, len(ids), len(ids), 0, 0))
+        run.record(StageCounts("index", model, n, n, 0, 0))
     return info
+
+
+def _rows_at(store: Store, model: str, positions: np.ndarray) -> np.ndarray:
+    """Unit vectors at sorted `positions` of the model's vectors in item_id order."""
+    out, start = [], 0
+    for _, batch in vstore.iter_embeddings(store, model):
+        lo, hi = np.searchsorted(positions, [start, start + len(batch)])
+        out.append(normalize(batch[positions[lo:hi] - start]))
+        start += len(batch)
+    return np.concatenate(out)
 
 
 def search(

@@ -30,6 +30,9 @@ Codes = Literal["none", "sq8", "pq"]
 KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw")
 CODES: tuple[str, ...] = ("none", "sq8", "pq")
 FLAT_MAX = 50_000
+# above this many vectors `auto` builds IVF with 8-bit codes instead of HNSW: an HNSW graph
+# over 10M 128-d float vectors needs ~7.6 GB in one process, IVF-SQ8 ~1.3 GB
+HNSW_MAX = 2_000_000
 
 
 def _check(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +54,23 @@ def build_index(
     seed: int = 0,
 ) -> faiss.Index:
     """An index over (n, d) unit vectors with the given int64 ids."""
+    vectors, ids = _check(vectors, ids)
+    index = new_index(vectors.shape[1], len(vectors), kind, codes, train=vectors, seed=seed)
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def new_index(
+    d: int,
+    n: int,
+    kind: IndexKind = "auto",
+    codes: Codes = "none",
+    *,
+    train: np.ndarray,
+    seed: int = 0,
+) -> faiss.Index:
+    """An empty index for about n (d,) unit vectors, trained (IVF, codes) on `train`; fill
+    it with `add`, a batch at a time."""
     import faiss
 
     if kind not in KINDS or codes not in CODES:
@@ -58,15 +78,16 @@ def build_index(
             f"index kind {kind!r} / codes {codes!r}: allowed kinds "
             f"{', '.join(KINDS)}; codes {', '.join(CODES)}"
         )
-    vectors, ids = _check(vectors, ids)
-    n, d = vectors.shape
+    vectors = np.ascontiguousarray(train, dtype=np.float32)
     if kind == "auto":
-        kind = "flat" if n <= FLAT_MAX else "hnsw"
+        kind = "flat" if n <= FLAT_MAX else "hnsw" if n <= HNSW_MAX else "ivf"
+        if kind == "ivf" and codes == "none":
+            codes = "sq8"
     ip = faiss.METRIC_INNER_PRODUCT
     index: Any
     inner: Any
     if kind == "ivf":
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        nlist = max(1, min(int(4 * math.sqrt(n)), len(vectors) // 39 or 1))
         quantizer = faiss.IndexFlatIP(d)
         if codes == "pq":
             m = next(m for m in (d // 4, d // 2, d, 1) if m and d % m == 0)
@@ -80,7 +101,6 @@ def build_index(
         index.cp.seed = seed
         index.train(vectors)
         index.nprobe = max(1, nlist // 8)
-        index.add_with_ids(vectors, ids)
         return index
     if codes == "pq":
         raise ValueError("pq codes need --index ivf")
@@ -102,9 +122,7 @@ def build_index(
         )
         if codes == "sq8":
             inner.train(vectors)
-    index = faiss.IndexIDMap2(inner)
-    index.add_with_ids(vectors, ids)
-    return index
+    return faiss.IndexIDMap2(inner)
 
 
 def add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:

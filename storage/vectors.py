@@ -121,9 +121,11 @@ def latest_index(store: Store, model: str) -> IndexInfo | None:
     )
 
 
-def load(store: Store, info: IndexInfo) -> LoadedIndex:
+def load(store: Store, info: IndexInfo, vectors_too: bool = True) -> LoadedIndex:
+    """The index version; without `vectors_too` its vectors are an empty (0, d) array (an
+    incremental add needs only the ids, the rotation and the shortlist index)."""
     root = store.root
-    vectors = [np.load(root / f"{p}.vectors.npy") for p in info.parts]
+    vectors = [np.load(root / f"{p}.vectors.npy") for p in info.parts] if vectors_too else []
     ids = [np.load(root / f"{p}.ids.npy") for p in info.parts]
     return LoadedIndex(
         info,
@@ -160,6 +162,13 @@ class VectorParts:
         return out
 
 
+def open_part(run: Run, model: str, n: int, d: int) -> np.ndarray:
+    """A writable (n, d) float32 memory map for this run's part of `model`'s rotated
+    vectors, to fill a batch at a time; pass `new_vectors=None` to `write_version` then."""
+    path = run.stage_path(f"indexes/{safe_name(model)}/part-r{run.run_id:06d}.vectors.npy")
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+
+
 def _save_npy(run: Run, relative: str, array: np.ndarray) -> None:
     with open(run.stage_path(relative), "wb") as fh:
         np.save(fh, array)
@@ -175,7 +184,7 @@ def write_version(
     dims: list[int],
     shortlist_dim: int,
     new_ids: np.ndarray,
-    new_vectors: np.ndarray,
+    new_vectors: np.ndarray | None,
     shortlist: faiss.Index,
     kind: str,
     codes: str,
@@ -192,7 +201,8 @@ def write_version(
         rotation_file, parts = previous.rotation_file, list(previous.parts)
     if len(new_ids):
         part = f"{folder}/part-{tag}"
-        _save_npy(run, f"{part}.vectors.npy", new_vectors.astype(np.float32))
+        if new_vectors is not None:  # else written through `open_part`
+            _save_npy(run, f"{part}.vectors.npy", new_vectors.astype(np.float32))
         _save_npy(run, f"{part}.ids.npy", new_ids.astype(np.int64))
         parts.append(part)
     shortlist_file = f"{folder}/shortlist-{tag}.faiss"
