@@ -23,9 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
-from thresher.scoring.kmeans import spherical_kmeans_torch
 from thresher.scoring.matryoshka import prefix
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import map_tasks, run_task
@@ -165,6 +163,10 @@ def _fit_step(
         rows = rows[np.sort(pick)]
     short = prefix(vstore.VectorParts(store, info).take(rows), m)
     if gpu_device():  # torch k-means with the Triton kernel: no faiss-gpu needed
+        import torch
+
+        from thresher.scoring.kmeans import spherical_kmeans_torch
+
         x = torch.as_tensor(short, device="cuda")
         return spherical_kmeans_torch(x, k, seed).cpu().numpy()
     km = faiss.Kmeans(
@@ -175,7 +177,9 @@ def _fit_step(
 
 
 def gpu_device() -> str | None:
-    """ "cuda" when this worker has a GPU (the global steps' torch paths), else None."""
+    """The torch device of the global steps' GPU paths: "cuda" when this worker has one."""
+    import torch  # here, not at import: torch costs a command ~1.5 s
+
     return "cuda" if torch.cuda.is_available() else None
 
 
