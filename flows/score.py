@@ -36,6 +36,7 @@ from thresher.storage.stage import arrow_to_vectors
 from thresher.storage.store import Run, StageCounts, Store
 
 METRICS = ("prototype", "density", "uncertainty")
+PROBE_ROWS = 200_000  # labelled rows the probe trains on, at most
 
 
 @dataclass(frozen=True)
@@ -180,14 +181,33 @@ def _save_centroids(run: Run, model: str, centroids: np.ndarray, seed: int) -> N
 
 
 def _train_probe_step(labelled: list[str], seed: int) -> ProbeStage:
-    """A linear probe over the labelled items' vectors (at least 2 classes)."""
-    table = pa.concat_tables([pq.read_table(p) for p in labelled])
+    """A linear probe over the labelled items' vectors (at least 2 classes): all of them up
+    to PROBE_ROWS, else a seeded sample of PROBE_ROWS (a linear probe on 384 dimensions
+    gains nothing from millions of rows, and its full-batch training holds them all)."""
+    table = _sample_rows(labelled, PROBE_ROWS, seed)
     names = table.column("label").to_pylist()
     classes = sorted(set(names))
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[v] for v in names])
     x = normalize(arrow_to_vectors(table.column("vector")))
     return ProbeStage.from_probe(train_probe(x, y, len(classes), seed=seed))
+
+
+def _sample_rows(paths: list[str], limit: int, seed: int) -> pa.Table:
+    """Every row of the staged files up to `limit`, else a seeded sample of `limit` rows in
+    file order, read a row group at a time."""
+    files = [pq.ParquetFile(p) for p in paths]
+    n = sum(f.metadata.num_rows for f in files)
+    keep = np.sort(np.random.default_rng(seed).choice(n, min(n, limit), replace=False))
+    out, start = [], 0
+    for f in files:
+        for g in range(f.metadata.num_row_groups):
+            rows = f.metadata.row_group(g).num_rows
+            lo, hi = np.searchsorted(keep, [start, start + rows])
+            if hi > lo:
+                out.append(f.read_row_group(g).take(pa.array(keep[lo:hi] - start)))
+            start += rows
+    return pa.concat_tables(out)
 
 
 def kept_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,18 +169,25 @@ def _column(table: pa.Table, column: str, what: str, fix: str) -> np.ndarray | N
     return values.to_numpy()
 
 
-@contextlib.contextmanager
-def _selection_rows(store: Store, name: str) -> Iterator[tuple[pa.RecordBatchReader, int, int]]:
-    """Selection `name` (its latest run) joined to its items, as batches; that run's id
-    and its row count."""
+def _selection_version(store: Store, name: str) -> tuple[int, int]:
+    """(run id, rows) of the latest version of selection `name`."""
     run_id = queries.latest_selection_run(store, name)
     if run_id is None:
         known = queries.selection_names(store)
         raise ValueError(f"no selection named {name!r}; selections: {', '.join(known) or 'none'}")
-    query = queries.selection_items(name, run_id)
     rows = queries.selection_size(store, name, run_id)
-    with store.stream(query.sql, query.params) as reader:
-        yield reader, run_id, rows
+    if not rows:
+        raise ValueError(f"selection {name!r} (run {run_id}) holds no items: nothing to write")
+    return run_id, rows
+
+
+def _write_selection(store: Store, name: str, run_id: int, out: str) -> None:
+    """One version of selection `name` joined to its items, streamed from DuckDB into a
+    Parquet dataset at `out` (a folder or an object-store URI)."""
+    query = queries.selection_items(name, run_id)
+    fs, path = uri.resolve(out)
+    with uri.naming(out), store.stream(query.sql, query.params) as reader:
+        _write_dataset(reader, path, fs)
 
 
 def _write_dataset(
@@ -203,10 +208,12 @@ def _write_dataset(
 def export(store: Store, name: str, out_dir: str) -> int:
     """Write selection `name` (its latest run) joined to its items as a Parquet dataset
     to a local folder or an object-store URI (see thresher.storage.uri)."""
+    run_id, rows = _selection_version(store, name)
     fs, path = uri.resolve(out_dir)
-    with uri.naming(out_dir), _selection_rows(store, name) as (reader, _, rows):
+    with uri.naming(out_dir):
         uri.check_empty(fs, path, out_dir)
-        _write_dataset(reader, path, fs)
+    # written by one task: the rows stream through a worker, not this process
+    run_task(_write_selection, store, name, run_id, out_dir, rows=rows)
     return rows
 
 
@@ -223,17 +230,14 @@ class Publication:
 def publish(store: Store, name: str) -> Publication:
     """Publish the latest version of selection `name` as Parquet under
     STORE/published/NAME/vRUN; a version already published is not written again."""
-    selection_run = queries.latest_selection_run(store, name)
+    selection_run, rows = _selection_version(store, name)
     latest = latest_publication(store, name)
     if latest is not None and latest.selection_run == selection_run:
         return dataclasses.replace(latest, new=False)
-    with (
-        store.run("publish", {"name": name}) as run,
-        _selection_rows(store, name) as (reader, selection_run, rows),
-    ):
-        run.config["selection_run"] = selection_run
+    with store.run("publish", {"name": name, "selection_run": selection_run}) as run:
         rel = uri.version_dir("published", name, run.run_id)
-        _write_dataset(reader, run.stage_path(rel))
+        target = str(run.stage_path(rel))
+        run_task(_write_selection, store, name, selection_run, target, rows=rows)
         run.catalog_rows.append(
             (
                 "publications",

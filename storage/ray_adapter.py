@@ -168,13 +168,14 @@ def _process_task(stage: Stage, piece: Piece, columns: Sequence[str] | None) -> 
 
 
 def _get(ref: ray.ObjectRef) -> Any:
-    """`ray.get`, re-raising a stage's own ValueError/TypeError as it was raised."""
+    """`ray.get`, re-raising a stage's own ValueError/TypeError/OSError (a bad value, a
+    missing file or bucket: what the command line reports in one line) as it was raised."""
     import ray
 
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, (ValueError, TypeError)):
+        if isinstance(exc.cause, (ValueError, TypeError, OSError)):
             raise exc.cause from None
         raise
 
