@@ -86,7 +86,7 @@ def main() -> None:
         same = float(np.mean(np.abs(approx - exact) < 1e-5))
         best = spearman if probes == default_probes else best
         print(
-            f"| within clusters, {probes} probes (score)   | {seconds:7.1f} | "
+            f"| within clusters, {probes} probes (score)      | {seconds:7.1f} | "
             f"{t_exact / seconds:8.2f} | {spearman:8.4f} | {same:5.3f} |"
         )
     verdict = "met" if best >= 0.95 else "MISSED"

@@ -1,7 +1,7 @@
 """Wiring of kNN density (`knn_distance`) without all pairs: search within clusters.
 
 The kept items are partitioned by cluster (`flows.partition`, each row in its
-`probes` nearest clusters, like an IVF index probed `probes` times). One task
+`PROBES` nearest clusters, like an IVF index probed `PROBES` times). One task
 per cluster group takes each cluster's rows whose *nearest* cluster it is as
 queries and every row assigned to it as candidates, and computes each
 query's cosine distance to its k-th nearest other candidate on the full
@@ -22,7 +22,7 @@ from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import map_tasks
 from thresher.storage.store import Run, Store, build_table
 
-PROBES = 3
+PROBES = 5  # 3 gave Spearman 0.959 against the exact search on 100k items, 5 gave 0.970
 BLOCK = 4096  # queries per matrix product
 
 
