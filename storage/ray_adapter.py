@@ -56,6 +56,8 @@ Piece: TypeAlias = "ParquetPiece | pa.Table"
 
 
 LOCAL_MAX_ROWS = 200_000
+TASK_RETRIES = 3  # a global step's task, when its worker or node dies
+TASK_POLL_S = 2.0  # how often a waiting task's CPU request is checked against live nodes
 
 
 def local_max_rows() -> int:
@@ -189,6 +191,24 @@ def global_cpus(limit: int = 8) -> int:
     return max(1, min(limit, int(max(per_node, default=1))))
 
 
+def _largest_node_cpus() -> float:
+    import ray
+
+    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+
+
+def _await_feasible(ref: ray.ObjectRef, cpus: float) -> bool:
+    """Wait until `ref`'s task ends; False (the task cancelled) as soon as no live node has
+    `cpus` CPUs any more: its node died, and the task could wait for one forever."""
+    import ray
+
+    while not ray.wait([ref], timeout=TASK_POLL_S)[0]:
+        if _largest_node_cpus() < cpus:
+            ray.cancel(ref, force=True)
+            return False
+    return True
+
+
 def run_task(
     fn: Callable[..., Any], *args: Any, rows: int, cpus: int | None = None, **kwargs: Any
 ) -> Any:
@@ -198,15 +218,44 @@ def run_task(
     writes its output to a file, so nothing the size of the data passes through
     the driver. A ValueError or TypeError raised by `fn` is re-raised here as it
     was raised. Below the local threshold (`use_ray`) it runs in this process.
+
+    When the task's worker or node dies it is submitted again, up to `TASK_RETRIES`
+    times, each time asking for the CPUs of the nodes alive then: Ray's own retries
+    (`max_retries`) would ask for the first size again, which no node may have once the
+    largest one is gone, and the task would wait forever.
     """
     if not use_ray(rows):
         return fn(*args, **kwargs)
     import ray
 
     ensure_ray()
-    # retried when its worker or node dies (not on the function's own errors)
-    task = ray.remote(num_cpus=cpus or global_cpus(), max_retries=2)(fn)
-    return _get(task.remote(*args, **kwargs))
+    lost = (
+        ray.exceptions.NodeDiedError,
+        ray.exceptions.WorkerCrashedError,
+        ray.exceptions.ObjectLostError,
+    )
+    failures = 0
+    while True:
+        n_cpus = cpus or global_cpus()
+        ref = ray.remote(num_cpus=n_cpus, max_retries=0)(fn).remote(*args, **kwargs)
+        try:
+            if _await_feasible(ref, n_cpus):
+                return _get(ref)
+            failure = f"no live node has {n_cpus} CPUs any more"
+        except lost as exc:
+            failure = type(exc).__name__
+        failures += 1
+        if failures > TASK_RETRIES:
+            raise RuntimeError(
+                f"{getattr(fn, '__name__', fn)}: lost its worker {failures} times ({failure})"
+            )
+        log.warning(
+            "%s: %s; submitting it again (%d of %d)",
+            getattr(fn, "__name__", fn),
+            failure,
+            failures,
+            TASK_RETRIES,
+        )
 
 
 def map_tasks(
@@ -226,12 +275,15 @@ def map_tasks(
 
 
 def default_workers(stage: Stage) -> int:
+    """One worker per CPU (or GPU) the stage asks for, counted on the nodes alive now (a
+    node that just died must not get actors that would never be placed)."""
     import ray
 
-    res = ray.cluster_resources()
+    alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     if stage.resources.gpus > 0:
-        return max(1, int(res.get("GPU", 0) // stage.resources.gpus))
-    return max(1, int(res.get("CPU", 1) // stage.resources.cpus))
+        gpus = sum(r.get("GPU", 0) for r in alive)
+        return max(1, int(gpus // stage.resources.gpus))
+    return max(1, int(sum(r.get("CPU", 0) for r in alive) // stage.resources.cpus))
 
 
 def run_stage(
