@@ -174,17 +174,16 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
     shortlist = new_index(shortlist_dim, n, cfg.kind, cfg.codes, train=train, seed=cfg.seed)
     del sample, train
     with store.run("index", {"model": model, "mode": "build", **dataclasses.asdict(cfg)}) as run:
-        out = vstore.open_part(run, model, n, d)
+        part = vstore.PartWriter(run, model, n, d)
         ids = np.empty(n, np.int64)
         pos = 0
         for batch_ids, batch in vstore.iter_embeddings(store, model):
             rotated = normalize(batch) @ rotation
-            out[pos : pos + len(rotated)] = rotated
+            part.write(rotated)
             ids[pos : pos + len(rotated)] = batch_ids
             add(shortlist, prefix(rotated, shortlist_dim), np.arange(pos, pos + len(rotated)))
             pos += len(rotated)
-        out.flush()
-        del out
+        part.close()
         info = vstore.write_version(
             run,
             model,

@@ -83,12 +83,10 @@ def pick_model(store: Store, model: str | None) -> str:
 def iter_embeddings(
     store: Store, model: str, skip_ids: np.ndarray | None = None, batch_rows: int = 65_536
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, vectors) of a model in item_id order, in batches, minus `skip_ids`."""
-    with store.read() as con:
-        reader = con.sql(
-            "SELECT item_id, vector FROM embeddings WHERE model = $m ORDER BY item_id",
-            params={"m": model},
-        ).to_arrow_reader(batch_rows)
+    """(ids, vectors) of a model in item_id order, in batches, minus `skip_ids` (DuckDB
+    sorts within its memory limit and spills the rest: never all vectors at once)."""
+    sql = "SELECT item_id, vector FROM embeddings WHERE model = $m ORDER BY item_id"
+    with store.stream(sql, {"m": model}, batch_rows) as reader:
         for batch in reader:
             ids = batch.column(0).to_numpy()
             vectors = arrow_to_vectors(batch.column(1))
@@ -162,11 +160,26 @@ class VectorParts:
         return out
 
 
-def open_part(run: Run, model: str, n: int, d: int) -> np.ndarray:
-    """A writable (n, d) float32 memory map for this run's part of `model`'s rotated
-    vectors, to fill a batch at a time; pass `new_vectors=None` to `write_version` then."""
-    path = run.stage_path(f"indexes/{safe_name(model)}/part-r{run.run_id:06d}.vectors.npy")
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+class PartWriter:
+    """This run's part of `model`'s rotated vectors, (n, d) float32 `.npy`, written a batch
+    at a time by appending (not a memory map, whose written pages would count in the
+    process's memory); pass `new_vectors=None` to `write_version` then."""
+
+    def __init__(self, run: Run, model: str, n: int, d: int) -> None:
+        path = run.stage_path(f"indexes/{safe_name(model)}/part-r{run.run_id:06d}.vectors.npy")
+        self._fh = open(path, "wb")  # noqa: SIM115  # closed by close()
+        header = {"descr": "<f4", "fortran_order": False, "shape": (n, d)}
+        np.lib.format.write_array_header_1_0(self._fh, header)
+        self._left = n
+
+    def write(self, rows: np.ndarray) -> None:
+        assert len(rows) <= self._left, "more rows than the part was opened for"
+        self._fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+        self._left -= len(rows)
+
+    def close(self) -> None:
+        assert self._left == 0, f"{self._left} rows of the part were never written"
+        self._fh.close()
 
 
 def _save_npy(run: Run, relative: str, array: np.ndarray) -> None:
@@ -201,7 +214,7 @@ def write_version(
         rotation_file, parts = previous.rotation_file, list(previous.parts)
     if len(new_ids):
         part = f"{folder}/part-{tag}"
-        if new_vectors is not None:  # else written through `open_part`
+        if new_vectors is not None:  # else written through `PartWriter`
             _save_npy(run, f"{part}.vectors.npy", new_vectors.astype(np.float32))
         _save_npy(run, f"{part}.ids.npy", new_ids.astype(np.int64))
         parts.append(part)
