@@ -30,7 +30,7 @@ from thresher.selection.groups import resolve
 from thresher.selection.lsh import band_keys, bucket_pairs, keys_from_arrow, keys_to_arrow, shard_of
 from thresher.selection.minhash import LSHParams, MinHashStage, jaccard, shingle_hashes
 from thresher.storage import queries
-from thresher.storage.ray_adapter import map_tasks, run_task
+from thresher.storage.ray_adapter import map_tasks, row_group_runs, run_task
 from thresher.storage.store import StageCounts, Store, build_table
 
 SHARD_BYTES = 256 * 2**20  # band keys per shard
@@ -69,7 +69,7 @@ def fuzzy_pass(
             folder = str(run.scratch("lsh"))
             Path(folder).mkdir(exist_ok=True)
             # band keys, one task per piece of signatures, routed to P shards
-            pieces = _pieces([*kept.paths, *sigs.paths])
+            pieces = row_group_runs([*kept.paths, *sigs.paths], PIECE_ROWS)
             calls = [(*piece, bands, rows, p, folder) for piece in pieces]
             map_tasks(_band_step, calls, rows=n)
             # the bucket join, one task per shard; pairs routed to P verification parts
@@ -85,30 +85,10 @@ def fuzzy_pass(
     return run.run_id, todo.rows, dups
 
 
-def _pieces(paths: list[str]) -> list[tuple[str, list[int], int]]:
-    """(path, row groups, position of its first row) of about PIECE_ROWS rows each."""
-    out: list[tuple[str, list[int], int]] = []
-    offset = 0
-    for path in paths:
-        meta = pq.ParquetFile(path).metadata
-        group: list[int] = []
-        rows = 0
-        for g in range(meta.num_row_groups):
-            group.append(g)
-            rows += meta.row_group(g).num_rows
-            if rows >= PIECE_ROWS:
-                out.append((path, group, offset))
-                offset, group, rows = offset + rows, [], 0
-        if group:
-            out.append((path, group, offset))
-            offset += rows
-    return out
-
-
 def _band_step(
-    path: str, groups: list[int], start: int, bands: int, rows: int, shards: int, folder: str
+    path: str, groups: tuple[int, ...], start: int, bands: int, rows: int, shards: int, folder: str
 ) -> int:
-    table = pq.ParquetFile(path).read_row_groups(groups, columns=["item_id", "signature"])
+    table = pq.ParquetFile(path).read_row_groups(list(groups), columns=["item_id", "signature"])
     column = table.column("signature").combine_chunks()
     sig = column.flatten().to_numpy().astype(np.uint32, copy=False).reshape(len(column), -1)
     keys = band_keys(sig, bands, rows)

@@ -105,8 +105,17 @@ def pieces(source: pa.Table | Sequence[str | Path], batch_rows: int) -> list[Pie
     """Cut a table into slices of `batch_rows`, or files into runs of row groups."""
     if isinstance(source, pa.Table):
         return [source.slice(i, batch_rows) for i in range(0, max(source.num_rows, 1), batch_rows)]
-    out: list[Piece] = []
-    for path in source:
+    return [ParquetPiece(p, g) for p, g, _ in row_group_runs(source, batch_rows)]
+
+
+def row_group_runs(
+    paths: Sequence[str | Path], batch_rows: int
+) -> list[tuple[str, tuple[int, ...], int]]:
+    """(path, row groups, position of the run's first row across all files) for runs of
+    whole row groups of at least `batch_rows` rows (the last of a file may be shorter)."""
+    out: list[tuple[str, tuple[int, ...], int]] = []
+    offset = 0
+    for path in paths:
         meta = pq.ParquetFile(path).metadata
         group: list[int] = []
         rows = 0
@@ -114,10 +123,11 @@ def pieces(source: pa.Table | Sequence[str | Path], batch_rows: int) -> list[Pie
             group.append(g)
             rows += meta.row_group(g).num_rows
             if rows >= batch_rows:
-                out.append(ParquetPiece(str(path), tuple(group)))
-                group, rows = [], 0
+                out.append((str(path), tuple(group), offset))
+                offset, group, rows = offset + rows, [], 0
         if group:
-            out.append(ParquetPiece(str(path), tuple(group)))
+            out.append((str(path), tuple(group), offset))
+            offset += rows
     return out
 
 
