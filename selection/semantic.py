@@ -107,8 +107,8 @@ def _cluster_pairs_torch(
     out = []
     for start in range(0, len(members), block):
         sims = s[start : start + block] @ s[start:].T
-        i, j = torch.nonzero(sims >= cut, as_tuple=True)
-        i, j = i.cpu().numpy() + start, j.cpu().numpy() + start
+        ti, tj = torch.nonzero(sims >= cut, as_tuple=True)
+        i, j = ti.cpu().numpy() + start, tj.cpu().numpy() + start
         keep = j > i
         out.append(np.stack([members[i[keep]], members[j[keep]]], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
