@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.scoring.matryoshka import prefix
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import map_tasks, run_task
 from thresher.storage.store import Store
@@ -161,7 +160,7 @@ def _fit_step(
     if n * m * 4 > fit_bytes:  # a seeded sample, in position order
         pick = np.random.default_rng(seed).choice(n, min(n, 256 * k), replace=False)
         rows = rows[np.sort(pick)]
-    short = prefix(vstore.VectorParts(store, info).take(rows), m)
+    short = vstore.VectorParts(store, info).take_prefix(rows, m)
     if gpu_device():  # torch k-means with the Triton kernel: no faiss-gpu needed
         import torch
 
@@ -196,7 +195,7 @@ def _assign_step(
     import faiss
 
     m = centroids.shape[1]
-    short = prefix(vstore.VectorParts(store, info).take(index_rows(folder, start, stop)), m)
+    short = vstore.VectorParts(store, info).take_prefix(index_rows(folder, start, stop), m)
     index = faiss.IndexFlatIP(m)
     index.add(centroids)
     sims, assign = index.search(short, min(probes, len(centroids)))

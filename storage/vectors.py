@@ -17,6 +17,7 @@ rotation can be refit without embedding anything again.
 from __future__ import annotations
 
 import json
+import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -148,7 +149,9 @@ class VectorParts:
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), d) float32 of global row numbers `rows`, in their order."""
+        """(len(rows), d) float32 of global row numbers `rows`, in their order. The pages
+        read are handed back to the kernel afterwards, so they do not stay in this
+        process's memory."""
         d = self.parts[0].shape[1] if self.parts else 0
         out = np.empty((len(rows), d), np.float32)
         part = np.searchsorted(self.starts, rows, side="right") - 1
@@ -157,6 +160,20 @@ class VectorParts:
             local = rows[mine] - self.starts[p]
             order = np.argsort(local, kind="stable")  # read each part front to back
             out[mine[order]] = self.parts[p][local[order]]
+            mapped = getattr(self.parts[p], "_mmap", None)
+            if mapped is not None and hasattr(mapped, "madvise"):
+                mapped.madvise(mmap.MADV_DONTNEED)
+        return out
+
+    def take_prefix(self, rows: np.ndarray, m: int, chunk: int = 65_536) -> np.ndarray:
+        """The first m dimensions of `take(rows)`, renormalized to unit length (the
+        Matryoshka prefix, as `scoring.matryoshka.prefix` computes it), a chunk at a time:
+        never all full vectors at once."""
+        out = np.empty((len(rows), m), np.float32)
+        for start in range(0, len(rows), chunk):
+            head = np.ascontiguousarray(self.take(rows[start : start + chunk])[:, :m])
+            norms = np.linalg.norm(head, axis=1, keepdims=True)
+            out[start : start + chunk] = head / np.maximum(norms, 1e-12)
         return out
 
 
