@@ -106,24 +106,27 @@ def score(
         # uncertainty: a linear probe trained on the labelled items (a Ray task), then
         # entropy and margin of every unscored item on Ray workers
         if "uncertainty" in metrics:
-            todo = runtime.stage(run, "score-uncertainty", queries.kept_vectors(model, "entropy"))
+            n_todo = queries.count(store, queries.kept_vectors(model, "entropy", ids_only=True))
             if queries.class_count(store, model) < 2:
                 note = "uncertainty skipped: needs a label column with >= 2 classes"
             else:
-                if todo.rows:
-                    labelled = runtime.stage(
+                if n_todo:
+                    # one staged file: its labelled rows train the probe, its "todo" rows
+                    # (no entropy yet) get scored
+                    pool = runtime.stage(
                         run,
-                        "score-labelled",
-                        queries.labelled_vectors(model, queries.label_column(store)),
+                        "score-probe",
+                        queries.probe_pool(model, queries.label_column(store), "entropy"),
                     )
-                    probe = run_task(_train_probe_step, labelled.paths, seed, rows=labelled.rows)
+                    probe = run_task(_train_probe_step, pool.paths, seed, rows=pool.rows)
                     values = run.writer("scores")
-                    for out in runtime.stream(probe, todo, on_progress=on_progress):
+                    for out in runtime.stream(probe, pool, on_progress=on_progress):
+                        out = out.filter(out.column("todo"))
                         ids = out.column("item_id")
                         values.append(item_id=ids, metric="entropy", value=out.column("entropy"))
                         values.append(item_id=ids, metric="margin", value=out.column("margin"))
                     values.close()
-                scored["entropy"] = scored["margin"] = todo.rows
+                scored["entropy"] = scored["margin"] = n_todo
         run.record(StageCounts("score", model, n_kept, n_kept, 0, 0))
         run.message = ", ".join(f"{v} {m}" for m, v in scored.items())
     return ScoreReport(run.run_id, model, k, scored, note)
@@ -180,11 +183,11 @@ def _save_centroids(run: Run, model: str, centroids: np.ndarray, seed: int) -> N
     run.catalog_rows.append(("centroids", row))
 
 
-def _train_probe_step(labelled: list[str], seed: int) -> ProbeStage:
-    """A linear probe over the labelled items' vectors (at least 2 classes): all of them up
+def _train_probe_step(pool: list[str], seed: int) -> ProbeStage:
+    """A linear probe over the labelled rows' vectors (at least 2 classes): all of them up
     to PROBE_ROWS, else a seeded sample of PROBE_ROWS (a linear probe on 384 dimensions
     gains nothing from millions of rows, and its full-batch training holds them all)."""
-    table = _sample_rows(labelled, PROBE_ROWS, seed)
+    table = _sample_rows(pool, PROBE_ROWS, seed)
     names = table.column("label").to_pylist()
     classes = sorted(set(names))
     code = {c: i for i, c in enumerate(classes)}
@@ -194,11 +197,13 @@ def _train_probe_step(labelled: list[str], seed: int) -> ProbeStage:
 
 
 def _sample_rows(paths: list[str], limit: int, seed: int) -> pa.Table:
-    """Every row of the staged files up to `limit`, else a seeded sample of `limit` rows in
-    file order, read a row group at a time."""
+    """The staged rows with a label, all of them up to `limit`, else a seeded sample of
+    `limit`, in file order, read a row group at a time."""
     files = [pq.ParquetFile(p) for p in paths]
-    n = sum(f.metadata.num_rows for f in files)
-    keep = np.sort(np.random.default_rng(seed).choice(n, min(n, limit), replace=False))
+    labels = [pq.read_table(p, columns=["label"]).column(0) for p in paths]
+    labelled = np.flatnonzero(np.concatenate([c.is_valid().to_numpy(False) for c in labels]))
+    pick = np.random.default_rng(seed).choice(len(labelled), min(len(labelled), limit), False)
+    keep = labelled[np.sort(pick)]
     out, start = [], 0
     for f in files:
         for g in range(f.metadata.num_row_groups):

@@ -76,7 +76,7 @@ def entropy_margin(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ProbeStage(Stage):
-    """(item_id, vector) -> (item_id, entropy, margin) of a fitted linear probe.
+    """(item_id, vector, ...) -> (item_id, ..., entropy, margin) of a fitted linear probe.
 
     Carries the probe as plain arrays (weight (classes, d), bias (classes,)), so
     it pickles small and needs no torch state on the workers."""
@@ -100,10 +100,6 @@ class ProbeStage(Stage):
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
         entropy, margin = entropy_margin(probs)
-        return pa.table(
-            {
-                "item_id": batch.column("item_id"),
-                "entropy": pa.array(entropy.astype(np.float64)),
-                "margin": pa.array(margin.astype(np.float64)),
-            }
-        )
+        out = batch.drop_columns(["vector"])  # other columns (ids, flags) pass through
+        out = out.append_column("entropy", pa.array(entropy.astype(np.float64)))
+        return out.append_column("margin", pa.array(margin.astype(np.float64)))

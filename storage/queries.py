@@ -150,6 +150,23 @@ def labelled_vectors(model: str, label_column: str | None) -> Query:
     )
 
 
+def probe_pool(model: str, label_column: str | None, metric: str) -> Query:
+    """(item_id, vector, label, todo) of kept items with a `model` vector, in item_id order:
+    `label` as in `labelled_vectors` (NULL when unlabelled), `todo` true where the item has
+    no `metric` score yet. One staged file both trains the probe and gets scored."""
+    column = f"CAST(i.{_quote(label_column)} AS VARCHAR)" if label_column else "NULL"
+    return Query(
+        f"SELECT e.item_id, e.vector, coalesce(l.label, {column}) AS label, "
+        "s.item_id IS NULL AS todo FROM embeddings e JOIN items i USING (item_id) "
+        "LEFT JOIN (SELECT item_id, arg_max(label, run_id) AS label FROM labels "
+        "GROUP BY item_id) l USING (item_id) "
+        "LEFT JOIN (SELECT DISTINCT item_id FROM scores WHERE metric = $metric) s "
+        f"USING (item_id) ANTI JOIN {EXCLUDED} x USING (item_id) "
+        "WHERE e.model = $m ORDER BY e.item_id",
+        {"m": model, "metric": metric},
+    )
+
+
 def selection_pool(
     where: str | None,
     *,
