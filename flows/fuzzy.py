@@ -26,13 +26,14 @@ import pyarrow.parquet as pq
 
 from thresher.flows import runtime
 from thresher.flows.runtime import Progress
-from thresher.selection.groups import resolve
+from thresher.selection.groups import resolve_pairs
 from thresher.selection.lsh import band_keys, bucket_pairs, keys_from_arrow, keys_to_arrow, shard_of
 from thresher.selection.minhash import LSHParams, MinHashStage, jaccard, shingle_hashes
 from thresher.storage import queries
 from thresher.storage.ray_adapter import map_tasks, row_group_runs, run_task
-from thresher.storage.store import StageCounts, Store, build_table
+from thresher.storage.store import StageCounts, Store, write_rows
 
+VERIFIED = ("a", "b", "id_a", "id_b", "similarity")  # a verification part's columns
 SHARD_BYTES = 256 * 2**20  # band keys per shard
 PIECE_ROWS = 131_072  # signatures per band-key task
 
@@ -149,28 +150,19 @@ def _verify_step(store: Store, text_column: str, folder: str, part: int, thresho
 
 
 def _group_step(folder: str, n_kept: int, run_id: int, out_path: str) -> int:
-    files = sorted(Path(folder).glob("verified-*.parquet"))
-    tables = [pq.read_table(f) for f in files]
-    table = pa.concat_tables(tables) if tables else None
-    if table is None or not table.num_rows:
-        dup = kept = np.zeros(0, np.int64)
-        sims = np.zeros(0)
-    else:
-        pos = np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1)
-        ids = np.stack([table.column("id_a").to_numpy(), table.column("id_b").to_numpy()], axis=1)
-        # only items in a verified pair take part; their keep order is their position
-        involved, inverse = np.unique(pos, return_inverse=True)
-        local = inverse.reshape(pos.shape)
-        id_at = np.zeros(len(involved), np.int64)
-        id_at[local.ravel()] = ids.ravel()
-        d, k, sims = resolve(
-            len(involved),
-            local,
-            table.column("similarity").to_numpy(),
-            np.arange(len(involved)),
-            involved < n_kept,
-        )
-        dup, kept = id_at[d], id_at[k]
-    columns = {"item_id": dup, "kept_id": kept, "method": "fuzzy", "similarity": sims}
-    pq.write_table(build_table("duplicates", run_id, columns), out_path)
-    return len(dup)
+    tables = [pq.read_table(f) for f in sorted(Path(folder).glob("verified-*.parquet"))]
+    table = pa.concat_tables(tables) if tables else pa.table({c: [] for c in VERIFIED})
+    pos = np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1)
+    ids = np.stack([table.column("id_a").to_numpy(), table.column("id_b").to_numpy()], axis=1)
+    # keep order = position order (kept items first): only rows in a verified pair
+    dup, kept, sims = resolve_pairs(pos, table.column("similarity").to_numpy(), n_kept)
+    id_of = dict(zip(pos.ravel().tolist(), ids.ravel().tolist(), strict=True))
+    return write_rows(
+        out_path,
+        "duplicates",
+        run_id,
+        item_id=np.array([id_of[p] for p in dup.tolist()], np.int64),
+        kept_id=np.array([id_of[p] for p in kept.tolist()], np.int64),
+        method="fuzzy",
+        similarity=sims,
+    )

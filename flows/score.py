@@ -9,7 +9,7 @@ density index of all kept items, and a probe trained on the labelled items.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +22,10 @@ from thresher.flows.embed import IndexConfig, update_index
 from thresher.flows.runtime import Progress
 from thresher.scoring.matryoshka import normalize
 from thresher.scoring.prototypes import (
-    MAX_POINTS_PER_CENTROID,
     PrototypeStage,
     default_k,
     fit_sample,
-    sample_key,
+    streamed_sample,
 )
 from thresher.scoring.uncertainty import ProbeStage, train_probe
 from thresher.storage import queries
@@ -142,37 +141,16 @@ def _read_vectors(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_centroids(paths: list[str], k: int, seed: int) -> np.ndarray:
-    """Spherical k-means on a sample of the staged vectors, read a batch at a time: the
-    rows with the smallest `sample_key`s, exactly the sample `spherical_kmeans` takes."""
-    size = k * MAX_POINTS_PER_CENTROID
-    keys, where = np.zeros(0), np.zeros((0, 3), np.int64)  # (file, row group, row)
-    n = 0
-    for f, path in enumerate(paths):
-        pf = pq.ParquetFile(path)
-        for g in range(pf.metadata.num_row_groups):
-            x = normalize(arrow_to_vectors(pf.read_row_group(g, columns=["vector"]).column(0)))
-            n += len(x)
-            rows = np.arange(len(x))
-            keys = np.concatenate([keys, sample_key(x, seed)])
-            where = np.concatenate(
-                [where, np.stack([np.full_like(rows, f), np.full_like(rows, g), rows], 1)]
-            )
-            if len(keys) > size:
-                best = np.argpartition(keys, size - 1)[:size]
-                keys, where = keys[best], where[best]
-    if not 1 <= k <= n:
-        raise ValueError(f"clusters must be in [1, {n}] for {n} items, got {k}")
-    order = np.argsort(keys, kind="stable")
-    keys, where = keys[order], where[order]
-    sample = np.empty((len(keys), 0), np.float32)
-    for f, g in sorted({(int(a), int(b)) for a, b in where[:, :2]}):
-        mine = np.flatnonzero((where[:, 0] == f) & (where[:, 1] == g))
-        batch = pq.ParquetFile(paths[f]).read_row_group(g, columns=["vector"]).column(0)
-        x = normalize(arrow_to_vectors(batch))[where[mine, 2]]
-        if sample.shape[1] == 0:
-            sample = np.empty((len(keys), x.shape[1]), np.float32)
-        sample[mine] = x
-    return fit_sample(sample, k, seed)
+    """Spherical k-means on the sample `spherical_kmeans` would take, picked while the
+    staged vectors are read a row group at a time."""
+
+    def batches() -> Iterator[np.ndarray]:
+        for path in paths:
+            pf = pq.ParquetFile(path)
+            for g in range(pf.metadata.num_row_groups):
+                yield normalize(arrow_to_vectors(pf.read_row_group(g, ["vector"]).column(0)))
+
+    return fit_sample(streamed_sample(batches(), k, seed), k, seed)
 
 
 def _save_centroids(run: Run, model: str, centroids: np.ndarray, seed: int) -> None:

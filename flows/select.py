@@ -21,7 +21,7 @@ from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.sql import check_condition
 from thresher.storage.stage import arrow_to_vectors
-from thresher.storage.store import Run, StageCounts, Store, build_table
+from thresher.storage.store import Run, StageCounts, Store, write_rows
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,7 @@ def _select_step(
         before = pa.concat_tables([pq.read_table(p) for p in last]).column("item_id").to_numpy()
         if np.array_equal(before, chosen):
             return _Picked(len(chosen), ran, changed=False)
-    columns = {"selection": name, "item_id": chosen, "weight": 1.0}
-    pq.write_table(build_table("selections", run_id, columns), out_path)
+    write_rows(out_path, "selections", run_id, selection=name, item_id=chosen, weight=1.0)
     return _Picked(len(chosen), ran, changed=True)
 
 

@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 from thresher.flows import partition
 from thresher.flows.runtime import Staged
 from thresher.scoring.matryoshka import prefix
-from thresher.selection.groups import resolve
+from thresher.selection.groups import resolve_pairs
 from thresher.selection.semantic import SemanticParams, cluster_pairs, keep_order
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import map_tasks, run_task
-from thresher.storage.store import Run, Store, build_table
+from thresher.storage.store import Run, Store, write_rows
 
 
 def semantic_pass(
@@ -103,24 +103,26 @@ def _resolve_step(
     tables = [pq.read_table(f) for f in sorted(Path(folder).glob("verified-*.parquet"))]
     table = pa.concat_tables(tables)
     pairs = np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1)
-    pairs, first = np.unique(pairs, axis=0, return_index=True)  # a pair met in two clusters
-    sims = table.column("similarity").to_numpy()[first]
-    # only rows in a verified pair take part: their keep order among themselves
-    involved, local = np.unique(pairs, return_inverse=True)
-    local = local.reshape(pairs.shape)
-    if keep == "random":  # the rank in the seeded permutation of all n rows
-        rank = np.empty(n, np.int64)
-        rank[keep_order("random", np.zeros(n), seed)] = np.arange(n)
-        order = np.argsort(rank[involved], kind="stable")
-    else:
-        order = keep_order(keep, partition.nearest_sims(folder, involved), seed)
-    protected = involved < n_kept
-    order = np.concatenate([order[protected[order]], order[~protected[order]]])
-    d, k, sim = resolve(len(involved), local, sims, order, protected)
-    dup, kept = involved[d], involved[k]
+
+    def order(involved: np.ndarray) -> np.ndarray:
+        if keep == "random":  # the rank in the seeded permutation of all n rows
+            rank = np.empty(n, np.int64)
+            rank[keep_order("random", np.zeros(n), seed)] = np.arange(n)
+            return np.argsort(rank[involved], kind="stable")
+        return keep_order(keep, partition.nearest_sims(folder, involved), seed)
+
+    dup, kept, sim = resolve_pairs(pairs, table.column("similarity").to_numpy(), n_kept, order)
     ids = partition.wanted_ids(folder)
-    columns = {"item_id": ids[dup], "kept_id": ids[kept], "method": "semantic", "similarity": sim}
-    pq.write_table(build_table("duplicates", run_id, columns), dup_path)
-    checked = {"item_id": ids[n_kept:], "method": "semantic", "key": None}
-    pq.write_table(build_table("dedup_checked", run_id, checked), checked_path)
+    write_rows(
+        dup_path,
+        "duplicates",
+        run_id,
+        item_id=ids[dup],
+        kept_id=ids[kept],
+        method="semantic",
+        similarity=sim,
+    )
+    write_rows(
+        checked_path, "dedup_checked", run_id, item_id=ids[n_kept:], method="semantic", key=None
+    )
     return len(dup)

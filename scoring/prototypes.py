@@ -15,6 +15,8 @@ large in sparse regions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pyarrow as pa
 
@@ -122,6 +124,38 @@ def knn_distance(vectors: np.ndarray, k: int = 10, block: int = 4096) -> np.ndar
         sims, _ = index.search(x[start : start + block], k + 1)  # the first hit is the item
         out[start : start + block] = 1.0 - sims[:, k]
     return out
+
+
+def kth_distance(
+    queries: np.ndarray, candidates: np.ndarray, k: int, block: int = 4096
+) -> np.ndarray:
+    """Cosine distance of each unit query (q, d) to its k-th nearest other row among unit
+    `candidates` (c, d), which include the queries themselves (the nearest hit is the
+    query). Fewer than k + 1 candidates: the distance to the farthest."""
+    kth = min(k, len(candidates) - 1)
+    out = np.empty(len(queries), np.float32)
+    for start in range(0, len(queries), block):
+        sims = queries[start : start + block] @ candidates.T
+        out[start : start + block] = 1.0 - (-np.partition(-sims, kth, axis=1)[:, kth])
+    return out
+
+
+def streamed_sample(batches: Iterable[np.ndarray], k: int, seed: int = 0) -> np.ndarray:
+    """The training sample `spherical_kmeans` takes (the k x 256 rows with the smallest
+    `sample_key`s, in key order), from (n_i, d) unit batches seen one at a time: only the
+    sample and one batch are ever in memory."""
+    size = k * MAX_POINTS_PER_CENTROID
+    keys, rows, n = np.zeros(0), None, 0
+    for x in batches:
+        n += len(x)
+        keys = np.concatenate([keys, sample_key(x, seed)])
+        rows = x if rows is None else np.concatenate([rows, x])
+        if len(keys) > size:
+            best = np.argpartition(keys, size - 1)[:size]
+            keys, rows = keys[best], rows[best]
+    if rows is None or not 1 <= k <= n:
+        raise ValueError(f"clusters must be in [1, {n}] for {n} items, got {k}")
+    return np.ascontiguousarray(rows[np.argsort(keys, kind="stable")], dtype=np.float32)
 
 
 class PrototypeStage(Stage):

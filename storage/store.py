@@ -97,6 +97,14 @@ def build_table(table: str, run_id: int, columns: dict[str, Any]) -> pa.Table:
     return pa.table(out, names=schema.names)
 
 
+def write_rows(path: str | Path, table: str, run_id: int, **columns: Any) -> int:
+    """Rows of `table` (as `build_table` checks them) written to `path`, a file a run
+    `reserve`d for a worker; the rows written."""
+    data = build_table(table, run_id, columns)
+    pq.write_table(data, path, compression="zstd")
+    return data.num_rows
+
+
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | np.integer | np.floating)
 
