@@ -195,16 +195,18 @@ def _get(ref: ray.ObjectRef) -> Any:
 def global_cpus(limit: int = 8) -> int:
     """CPUs for a global step's task: the largest node's, up to `limit` (NumPy, FAISS and
     torch in the task use that many threads)."""
+    return max(1, min(limit, int(_largest_node_cpus() or 1)))
+
+
+def _alive_resources() -> list[dict[str, float]]:
+    """Each live node's resources (a node that just died is left out)."""
     import ray
 
-    per_node = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-    return max(1, min(limit, int(max(per_node, default=1))))
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 
 def _largest_node_cpus() -> float:
-    import ray
-
-    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    return max((r.get("CPU", 0) for r in _alive_resources()), default=0)
 
 
 def _await_feasible(ref: ray.ObjectRef, cpus: float) -> bool:
@@ -287,9 +289,7 @@ def map_tasks(
 def default_workers(stage: Stage) -> int:
     """One worker per CPU (or GPU) the stage asks for, counted on the nodes alive now (a
     node that just died must not get actors that would never be placed)."""
-    import ray
-
-    alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    alive = _alive_resources()
     if stage.resources.gpus > 0:
         gpus = sum(r.get("GPU", 0) for r in alive)
         return max(1, int(gpus // stage.resources.gpus))
