@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import typing
 from collections.abc import Callable, Iterator
@@ -24,24 +25,49 @@ from thresher.flows.config import DedupSection, EmbedSection, IngestSection, Sel
 from thresher.flows.output import OUTPUT_FORMATS, summary_table, write_result
 from thresher.scoring.matryoshka import RotationKind
 from thresher.selection.iwes import STRATEGIES
+from thresher.storage.errors import ThresherError
 from thresher.storage.index import Codes, IndexKind
 
-USER_ERRORS = (ValueError, TypeError, OSError)
 DEDUP_FUZZY = cfgmod.default(DedupSection, "fuzzy")
 DEDUP_SEMANTIC = cfgmod.default(DedupSection, "semantic")
 err = Console(stderr=True)
 
 
 class _Group(click.Group):
-    """Turns user errors raised anywhere below into one line and exit code 2."""
+    """The error boundary: a user error (`ThresherError`), a file the system refused
+    (an `OSError` naming it: missing, not allowed, disk full) and a bad option become
+    one `thresher: error:` line and exit code 2. Anything else is a bug in thresher
+    and keeps its traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
         try:
-            return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            click.echo(f"thresher: error: {message}", err=True)
-            ctx.exit(2)
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("thresher: aborted", err=True)
+            sys.exit(130)
+        except click.UsageError as exc:
+            _fail(f"{_command_path(exc.ctx)}{exc.format_message()}")
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except (ThresherError, OSError) as exc:
+            _fail(_one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _command_path(ctx: click.Context | None) -> str:
+    return f"{ctx.command_path}: " if ctx is not None and ctx.parent is not None else ""
+
+
+def _fail(message: str) -> typing.NoReturn:
+    click.echo(f"thresher: error: {message}", err=True)
+    sys.exit(2)
 
 
 @contextlib.contextmanager

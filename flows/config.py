@@ -19,6 +19,7 @@ from typing import Any, Literal
 from thresher.scoring.embedders import Device
 from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
+from thresher.storage.errors import ConfigError
 from thresher.storage.readers import Format
 
 
@@ -126,10 +127,6 @@ def choices(section: type, key: str) -> tuple[str, ...]:
     """The values a `Literal` key allows, for the command line's `click.Choice`."""
     hint = typing.get_type_hints(section)[key]
     return tuple(typing.get_args(hint))
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message names the file and the key."""
 
 
 def load(path: str | Path) -> CurateConfig:

@@ -12,7 +12,7 @@ batches not filtered, items not embedded / checked / scored) and skips when
 nothing is, so a rerun after a crash redoes only the stage that was cut off,
 and a scheduled run touches only new source files.
 
-Transient failures (anything but a user error: ValueError, TypeError) are
+Transient failures (anything but a user error, a `ThresherError`) are
 retried `[flow] retries` times. Each flow run ends with a `curate` row in
 `runs` (the config and the counts per stage) and a Prefect table artifact of
 the same counts.
@@ -42,6 +42,7 @@ from thresher.flows.select import mirror, publish, select_items
 from thresher.scoring.embedders import EmbedderConfig
 from thresher.selection.filters import Rules
 from thresher.storage import queries
+from thresher.storage.errors import ThresherError
 from thresher.storage.ingest import IngestConfig, expand_sources, ingest, pending_sources
 from thresher.storage.store import StageCounts, Store
 
@@ -88,7 +89,7 @@ class CurateResult:
 
 def _transient(task_: Any, task_run: Any, state: Any) -> bool:
     """Retry anything except a user error, which would fail the same way again."""
-    return not isinstance(getattr(state, "data", None), (ValueError, TypeError))
+    return not isinstance(getattr(state, "data", None), ThresherError)
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
@@ -305,7 +306,7 @@ def serve_schedule(config_path: str, cron: str, name: str | None = None) -> None
     try:
         CronSchedule(cron=cron)
     except ValueError:
-        raise ValueError(f"--cron {cron!r} is not a valid cron expression") from None
+        raise ThresherError(f"--cron {cron!r} is not a valid cron expression") from None
     deployment = curate.to_deployment(
         name=name or cfg.flow.name,
         cron=cron,

@@ -16,6 +16,7 @@ from thresher.scoring.funnel import Funnel, funnel_search
 from thresher.scoring.matryoshka import check_dims, fit_rotation, normalize, prefix
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
+from thresher.storage.errors import ThresherError
 from thresher.storage.index import add, new_index, set_search_width
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.store import StageCounts, Store
@@ -169,7 +170,7 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
     rotation = fit_rotation(sample, cfg.rotation, dims)
     shortlist_dim = cfg.shortlist_dim or (128 if 128 in dims else dims[0])
     if shortlist_dim not in dims:
-        raise ValueError(f"shortlist dim {shortlist_dim} is not one of the prefix dims {dims}")
+        raise ThresherError(f"shortlist dim {shortlist_dim} is not one of the prefix dims {dims}")
     train = prefix(sample @ rotation, shortlist_dim)
     shortlist = new_index(shortlist_dim, n, cfg.kind, cfg.codes, train=train, seed=cfg.seed)
     del sample, train
@@ -223,16 +224,16 @@ def search(
 ) -> pa.Table:
     """The k nearest items to a text or to an item: rank, item_id, similarity, text."""
     if (text is None) == (like is None):
-        raise ValueError("give exactly one of --text or --like")
+        raise ThresherError("give exactly one of --text or --like")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ThresherError(f"k must be >= 1, got {k}")
     model = vstore.pick_model(store, model)
     info = vstore.latest_index(store, model) or update_index(store, model, IndexConfig())
     loaded = vstore.load(store, info)
     if like is not None:
         where = np.flatnonzero(loaded.ids == like)
         if not len(where):
-            raise ValueError(f"item {like} has no {model!r} embedding (or no such item)")
+            raise ThresherError(f"item {like} has no {model!r} embedding (or no such item)")
         query = loaded.vectors[where[:1]]
     else:
         query = _encode_query(store, model, text or "") @ loaded.rotation
@@ -252,10 +253,10 @@ def search(
 
 def _encode_query(store: Store, model: str, text: str) -> np.ndarray:
     if not text.strip():
-        raise ValueError("--text is empty")
+        raise ThresherError("--text is empty")
     encoder = queries.encoder(store, model)
     if encoder is None:
-        raise ValueError(
+        raise ThresherError(
             f"model {model!r} holds ingested vectors, with no encoder for a "
             "text query; search it with --like ITEM_ID"
         )

@@ -20,6 +20,7 @@ from thresher.scoring.uncertainty import train_probe
 from thresher.selection.iwes import active_learn, pick_batch
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
+from thresher.storage.errors import ThresherError
 from thresher.storage.store import StageCounts, Store
 
 
@@ -55,7 +56,7 @@ def learn(
     }
     ids, vectors = kept_vectors(store, model)
     if not len(ids):
-        raise ValueError(f"no kept item has a {model!r} vector: run thresher embed first")
+        raise ThresherError(f"no kept item has a {model!r} vector: run thresher embed first")
     found = queries.labels(store, ids) or [None] * len(ids)
     if queries.label_column(store) is None:  # no oracle: one round of the real label loop
         return _one_round(store, config, ids, vectors, found)
@@ -63,7 +64,7 @@ def learn(
     ids, vectors = ids[has], vectors[has]
     classes, y = np.unique(np.asarray([v for v in found if v is not None]), return_inverse=True)
     if len(classes) < 2:
-        raise ValueError("thresher learn needs at least 2 label classes")
+        raise ThresherError("thresher learn needs at least 2 label classes")
     result = active_learn(
         vectors,
         lambda pos: y[pos],
@@ -92,7 +93,7 @@ def _one_round(
     batch = max(1, budget // (rounds + 1))
     room = budget - len(chosen)
     if room <= 0:
-        raise ValueError(f"selection {name!r} already holds the budget of {budget} items")
+        raise ThresherError(f"selection {name!r} already holds the budget of {budget} items")
     take = min(batch, room)
     rng = np.random.default_rng([seed, len(chosen)])
     pos = {v: i for i, v in enumerate(ids.tolist())}
@@ -152,34 +153,34 @@ def add_labels(store: Store, path: str, allow_new_classes: bool = False) -> int:
 
     source = Path(path)
     if not source.is_file():
-        raise ValueError(f"{path}: no such file")
+        raise ThresherError(f"{path}: no such file")
     chunks = list(read_chunks(source, detect_format(source, "auto"), 1 << 20))
     tables = [c.table for c in chunks if c.table.num_rows]
     if not tables or any(c.rejects for c in chunks):
         bad = sum(len(c.rejects) for c in chunks)
-        raise ValueError(f"{path}: {bad} unreadable rows" if bad else f"{path}: no rows")
+        raise ThresherError(f"{path}: {bad} unreadable rows" if bad else f"{path}: no rows")
     table = pa.concat_tables(tables, promote_options="permissive")
     missing = [c for c in ("item_id", "label") if c not in table.column_names]
     if missing:
-        raise ValueError(
+        raise ThresherError(
             f"{path}: no column {missing[0]!r}; columns: {', '.join(table.column_names)}"
         )
     item_ids = table.column("item_id").cast(pa.int64()).to_numpy()
     values = table.column("label").to_pylist()
     if any(v is None or not str(v).strip() for v in values):
-        raise ValueError(f"{path}: empty label(s) in column 'label'")
+        raise ThresherError(f"{path}: empty label(s) in column 'label'")
     values = [str(v) for v in values]
     known_ids = queries.item_ids(store)
     unknown = np.setdiff1d(item_ids, known_ids)
     if len(unknown):
-        raise ValueError(
+        raise ThresherError(
             f"{path}: {len(unknown)} item_id(s) are not in the store, e.g. {unknown[0]}"
         )
     old = queries.labels(store, known_ids) or []
     classes = {v for v in old if v is not None}
     new_classes = sorted(set(values) - classes)
     if classes and new_classes and not allow_new_classes:
-        raise ValueError(
+        raise ThresherError(
             f"{path}: unknown class(es) {', '.join(new_classes[:5])} (known: "
             f"{', '.join(sorted(classes)[:10])}); pass --allow-new-classes"
         )

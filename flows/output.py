@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from thresher.storage.errors import ThresherError
+
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
 
 
@@ -40,10 +42,10 @@ def _text(value: Any, width: int = 0) -> str:
 def write_result(table: pa.Table, fmt: str, out: str | None = None, max_rows: int = 50) -> None:
     """Write `table` in `fmt` to the file `out`, or to stdout."""
     if fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"format {fmt!r}: allowed {', '.join(OUTPUT_FORMATS)}")
+        raise ThresherError(f"format {fmt!r}: allowed {', '.join(OUTPUT_FORMATS)}")
     if fmt == "parquet":
         if not out:
-            raise ValueError("--format parquet needs --out FILE")
+            raise ThresherError("--format parquet needs --out FILE")
         pq.write_table(table, out)
         return
     with contextlib.ExitStack() as stack:

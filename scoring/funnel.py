@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 
 from thresher.scoring.matryoshka import prefix
+from thresher.storage.errors import ThresherError
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ def funnel_search(
     """
     d = funnel.dims[-1]
     if queries.ndim != 2 or queries.shape[1] != d:
-        raise ValueError(f"queries have shape {queries.shape}; vectors are {d}-d")
+        raise ThresherError(f"queries have shape {queries.shape}; vectors are {d}-d")
     if not np.isfinite(queries).all():
-        raise ValueError("query vector contains NaN or inf")
+        raise ThresherError("query vector contains NaN or inf")
     k_eff = min(k, funnel.n)
     width = min(max(shortlist, k_eff), funnel.n)
     scores_out = np.full((len(queries), k), -np.inf, np.float32)

@@ -20,6 +20,7 @@ import torch
 
 from thresher.kernels.dispatch import pick_backend
 from thresher.kernels.nearest_centroid import nearest_centroid_torch, nearest_centroid_triton
+from thresher.storage.errors import ThresherError
 
 
 def assign(
@@ -38,7 +39,7 @@ def spherical_kmeans_torch(
     """(k, d) float32 unit centroids of (n, d) unit rows x (fp32/fp16/bf16, any device)."""
     n = x.shape[0]
     if not 1 <= k <= n:
-        raise ValueError(f"clusters must be in [1, {n}] for {n} rows, got {k}")
+        raise ThresherError(f"clusters must be in [1, {n}] for {n} rows, got {k}")
     centroids = _plus_plus(x, k, seed)
     for _ in range(niter):
         idx, cos = assign(x, centroids, backend)

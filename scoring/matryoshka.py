@@ -28,6 +28,8 @@ from typing import Literal
 
 import numpy as np
 
+from thresher.storage.errors import ThresherError
+
 log = logging.getLogger(__name__)
 
 RotationKind = Literal["pca", "adaptor", "identity"]
@@ -45,7 +47,7 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     if (norms == 0).any():
-        raise ValueError(f"{int((norms == 0).sum())} zero vector(s) cannot be normalized")
+        raise ThresherError(f"{int((norms == 0).sum())} zero vector(s) cannot be normalized")
     return vectors / norms
 
 
@@ -53,7 +55,7 @@ def fit_pca_rotation(sample: np.ndarray) -> np.ndarray:
     """(d, d) orthogonal Q whose columns are the principal axes of `sample` (n, d)."""
     x = np.asarray(sample, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"need a (n >= 2, d) sample to fit a rotation, got shape {x.shape}")
+        raise ThresherError(f"need a (n >= 2, d) sample to fit a rotation, got shape {x.shape}")
     moment = x.T @ x / len(x)
     eigvals, eigvecs = np.linalg.eigh(moment)
     q = eigvecs[:, np.argsort(eigvals)[::-1]]
@@ -108,7 +110,7 @@ def fit_adaptor_rotation(
 
 def fit_rotation(sample: np.ndarray, kind: RotationKind, dims: Sequence[int]) -> np.ndarray:
     if kind not in ROTATIONS:
-        raise ValueError(f"rotation {kind!r}: allowed {', '.join(ROTATIONS)}")
+        raise ThresherError(f"rotation {kind!r}: allowed {', '.join(ROTATIONS)}")
     d = sample.shape[1]
     if kind == "identity":
         return np.eye(d, dtype=np.float32)
@@ -121,5 +123,5 @@ def check_dims(dims: Sequence[int], d: int) -> list[int]:
     """Sorted prefix dimensions, ending at the full width d."""
     bad = [m for m in dims if not 0 < m <= d]
     if bad:
-        raise ValueError(f"prefix dims {bad} out of range for {d}-dimensional vectors")
+        raise ThresherError(f"prefix dims {bad} out of range for {d}-dimensional vectors")
     return sorted(set(dims) | {d})

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.kernels.dispatch import nearest_centroid
+from thresher.storage.errors import ThresherError
 from thresher.storage.stage import Resources, Stage, arrow_to_vectors
 
 MAX_POINTS_PER_CENTROID = 256
@@ -42,7 +43,7 @@ def spherical_kmeans(
 ) -> np.ndarray:
     """(k, d) unit centroids of (n, d) unit vectors; deterministic for a seed."""
     if not 1 <= k <= len(vectors):
-        raise ValueError(
+        raise ThresherError(
             f"clusters must be in [1, {len(vectors)}] for {len(vectors)} items, got {k}"
         )
     # Only the sample is copied, never the whole array.
@@ -116,7 +117,7 @@ def knn_distance(vectors: np.ndarray, k: int = 10, block: int = 4096) -> np.ndar
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if len(x) <= k:
-        raise ValueError(f"knn_distance needs more than k={k} items, got {len(x)}")
+        raise ThresherError(f"knn_distance needs more than k={k} items, got {len(x)}")
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     out = np.empty(len(x), np.float32)
@@ -154,7 +155,7 @@ def streamed_sample(batches: Iterable[np.ndarray], k: int, seed: int = 0) -> np.
             best = np.argpartition(keys, size - 1)[:size]
             keys, rows = keys[best], rows[best]
     if rows is None or not 1 <= k <= n:
-        raise ValueError(f"clusters must be in [1, {n}] for {n} items, got {k}")
+        raise ThresherError(f"clusters must be in [1, {n}] for {n} items, got {k}")
     return np.ascontiguousarray(rows[np.argsort(keys, kind="stable")], dtype=np.float32)
 
 

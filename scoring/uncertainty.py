@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from thresher.storage.errors import ThresherError
 from thresher.storage.stage import Resources, Stage, arrow_to_vectors
 
 
@@ -32,7 +33,9 @@ def train_probe(
     import torch
 
     if len(vectors) != len(labels) or not len(labels):
-        raise ValueError(f"need as many labels as vectors (got {len(labels)} and {len(vectors)})")
+        raise ThresherError(
+            f"need as many labels as vectors (got {len(labels)} and {len(vectors)})"
+        )
     torch.manual_seed(seed)
     x = torch.as_tensor(np.asarray(vectors, np.float32))
     y = torch.as_tensor(np.asarray(labels, np.int64))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from thresher.storage.errors import ThresherError
 from thresher.storage.stage import Resources, Stage
 
 
@@ -43,7 +44,7 @@ class Rules:
                     out.append(re.compile(p))
                 except re.error as exc:
                     msg = f"[filter] {key}: bad regular expression {p!r}: {exc}"
-                    raise ValueError(msg) from None
+                    raise ThresherError(msg) from None
             return out
 
         return comp(self.drop_regex, "drop_regex"), comp(self.keep_regex, "keep_regex")

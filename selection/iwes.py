@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from thresher.scoring.uncertainty import entropy_margin, predict_proba, train_probe
+from thresher.storage.errors import ThresherError
 
 Strategy = Literal["iwes", "iwes-dis", "entropy", "margin", "random"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
@@ -80,9 +81,9 @@ def active_learn(
 ) -> ActiveResult:
     """Run `rounds` rounds until `budget` labels; `oracle(positions)` returns their labels."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy {strategy!r}: allowed {', '.join(STRATEGIES)}")
+        raise ThresherError(f"strategy {strategy!r}: allowed {', '.join(STRATEGIES)}")
     if not 1 <= rounds <= budget <= len(vectors):
-        raise ValueError(
+        raise ThresherError(
             f"need 1 <= rounds ({rounds}) <= budget ({budget}) <= pool ({len(vectors)})"
         )
     rng = np.random.default_rng(seed)

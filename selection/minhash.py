@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from thresher.selection.exact import normalize_text
 from thresher.selection.groups import resolve
+from thresher.storage.errors import ThresherError
 from thresher.storage.stage import Resources, Stage
 
 SHINGLE = 5
@@ -45,9 +46,9 @@ class LSHParams:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"Jaccard threshold must be in (0, 1), got {self.threshold}")
+            raise ThresherError(f"Jaccard threshold must be in (0, 1), got {self.threshold}")
         if self.num_perm < 2:
-            raise ValueError(f"num_perm must be >= 2, got {self.num_perm}")
+            raise ThresherError(f"num_perm must be >= 2, got {self.num_perm}")
 
     def bands(self) -> tuple[int, int]:
         """(bands, rows) minimizing 0.1 x false-positive + 0.9 x false-negative area.

@@ -26,6 +26,8 @@ from typing import Literal
 
 import numpy as np
 
+from thresher.storage.errors import ThresherError
+
 Policy = Literal["hard", "easy", "random", "ccs", "kcenter"]
 PolicyChoice = Literal["auto", "hard", "easy", "random", "ccs", "kcenter"]
 POLICIES: tuple[str, ...] = typing.get_args(PolicyChoice)
@@ -97,17 +99,17 @@ def select_one(
         return np.sort(rng.choice(n, budget, replace=False))
     if policy == "kcenter":
         if vectors is None:
-            raise ValueError("kcenter needs embeddings")
+            raise ThresherError("kcenter needs embeddings")
         return np.sort(kcenter(vectors, budget, rng))
     if scores is None:
-        raise ValueError(f"policy {policy!r} needs prototype_distance scores (thresher score)")
+        raise ThresherError(f"policy {policy!r} needs prototype_distance scores (thresher score)")
     if policy == "hard":
         return np.sort(np.argsort(-scores, kind="stable")[:budget])
     if policy == "easy":
         return np.sort(np.argsort(scores, kind="stable")[:budget])
     if policy == "ccs":
         return np.sort(ccs(scores, budget, rng, bins, tail))
-    raise ValueError(f"policy {policy!r}: allowed {', '.join(POLICIES)}")
+    raise ThresherError(f"policy {policy!r}: allowed {', '.join(POLICIES)}")
 
 
 def ccs(
@@ -156,7 +158,7 @@ def select(
 ) -> np.ndarray:
     """Positions of the `budget` of n candidates kept, balanced over `groups` when given."""
     if policy not in POLICIES:
-        raise ValueError(f"policy {policy!r}: allowed {', '.join(POLICIES)}")
+        raise ThresherError(f"policy {policy!r}: allowed {', '.join(POLICIES)}")
     if policy == "auto":
         policy = auto_policy(n, budget, groups)
     rng = np.random.default_rng(seed)

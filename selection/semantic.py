@@ -24,6 +24,7 @@ import numpy as np
 
 from thresher.scoring.matryoshka import prefix
 from thresher.selection.groups import resolve
+from thresher.storage.errors import ThresherError
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class SemanticParams:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"cosine threshold must be in (0, 1], got {self.threshold}")
+            raise ThresherError(f"cosine threshold must be in (0, 1], got {self.threshold}")
         if self.probes < 1 or self.block < 1 or self.margin < 0:
-            raise ValueError("probes and block must be >= 1 and margin >= 0")
+            raise ThresherError("probes and block must be >= 1 and margin >= 0")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def keep_order(policy: str, centroid_sim: np.ndarray, seed: int = 0) -> np.ndarr
         return np.argsort(-centroid_sim, kind="stable")
     if policy == "random":
         return np.random.default_rng(seed).permutation(n)
-    raise ValueError(f"keep policy {policy!r}: allowed {', '.join(KEEP)}")
+    raise ThresherError(f"keep policy {policy!r}: allowed {', '.join(KEEP)}")
 
 
 def semantic_duplicates(

@@ -22,6 +22,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from thresher.storage.errors import ThresherError
+
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.duckdb"
@@ -57,7 +59,7 @@ def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema of a data table, from `TABLES` (list columns may also be written as
     fixed-size lists of the same value type)."""
     if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        raise ThresherError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
     fields = []
     for col in TABLES[table].split(", "):
         name, sql_type = col.split(" ", 1)
@@ -133,7 +135,7 @@ def connect(
         except duckdb.Error as exc:
             if not _is_lock_error(exc) or time.monotonic() > deadline:
                 if _is_lock_error(exc):
-                    raise ValueError(
+                    raise ThresherError(
                         f"catalog {path} is locked by another process for over {timeout_s:.0f}s"
                     ) from exc
                 raise

@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from thresher.storage import uri
+from thresher.storage.errors import ThresherError
 
 WEIGHT = "weight"
 
@@ -112,12 +113,12 @@ class SelectionFeed(IterableDataset):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ThresherError(f"batch_size must be >= 1, got {batch_size}")
         if shuffle_buffer < 0:
-            raise ValueError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
+            raise ThresherError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
         self.files = [str(f) for f in files]
         if not self.files:
-            raise ValueError("a feed needs at least one Parquet file")
+            raise ThresherError("a feed needs at least one Parquet file")
         self.filesystem = filesystem  # None: local paths (or URIs pyarrow resolves itself)
         schema = pq.read_schema(self.files[0], filesystem=filesystem)
         names = schema.names
@@ -125,7 +126,7 @@ class SelectionFeed(IterableDataset):
             columns = list(names)
         missing = [c for c in columns if c not in names]
         if missing:
-            raise ValueError(
+            raise ThresherError(
                 f"{self.files[0]}: no column {missing[0]!r}; columns: {', '.join(names)}"
             )
         self.columns = list(dict.fromkeys([*columns, *([WEIGHT] if WEIGHT in names else [])]))
@@ -133,7 +134,7 @@ class SelectionFeed(IterableDataset):
         self.drop_last = drop_last
         self.rank, self.world_size = _rank_world(rank, world_size)
         if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is not in [0, {self.world_size})")
+            raise ThresherError(f"rank {self.rank} is not in [0, {self.world_size})")
         metas = [self._open(f).metadata for f in range(len(self.files))]
         self.groups = [
             _Group(f, g, meta.row_group(g).num_rows)
@@ -169,7 +170,7 @@ class SelectionFeed(IterableDataset):
             rows = [r for r in rows if r["version"] == version]
         if not rows:
             what = f"version {version} of " if version is not None else ""
-            raise ValueError(f"{store.root}: no published {what}selection {name!r}")
+            raise ThresherError(f"{store.root}: no published {what}selection {name!r}")
         return cls.from_dir(store.root / rows[0]["path"], **kwargs)
 
     @classmethod
@@ -193,7 +194,7 @@ class SelectionFeed(IterableDataset):
             if fs.get_file_info(f"{path}/{v}/{uri.DONE}").type == pafs.FileType.File:
                 return cls.from_dir(f"{folder}/{v}", **kwargs)
         what = f"version {version} of " if version is not None else ""
-        raise ValueError(f"{base}: no complete published {what}selection {name!r}")
+        raise ThresherError(f"{base}: no complete published {what}selection {name!r}")
 
     # ----- epochs and resume
     def set_epoch(self, epoch: int) -> None:
@@ -230,7 +231,7 @@ class SelectionFeed(IterableDataset):
         role, skip = worker, 0
         if self._skip is not None and self._skip[0] == self.epoch:
             if self._skip[2] != workers:
-                raise ValueError(
+                raise ThresherError(
                     f"resume state was saved with {self._skip[2]} DataLoader workers; "
                     f"this loader has {workers}"
                 )
@@ -314,7 +315,7 @@ class SelectionFeed(IterableDataset):
             import datasets
             from datasets.table import InMemoryTable
         except ImportError as exc:
-            raise ValueError("to_hf_dataset needs: pip install datasets") from exc
+            raise ThresherError("to_hf_dataset needs: pip install datasets") from exc
         table = pa.concat_tables(
             pq.read_table(f, columns=self.columns, filesystem=self.filesystem) for f in self.files
         )
@@ -385,14 +386,14 @@ class FeedLoader(DataLoader):
     def __init__(self, feed: SelectionFeed, **kwargs: Any) -> None:
         kwargs.setdefault("batch_size", None)
         if kwargs["batch_size"] is not None:
-            raise ValueError("the feed makes its own batches: leave DataLoader batch_size unset")
+            raise ThresherError("the feed makes its own batches: leave DataLoader batch_size unset")
         if kwargs.get("persistent_workers"):
-            raise ValueError(
+            raise ThresherError(
                 "persistent_workers: the feed's epoch and resume state reach its workers only "
                 "when they start; leave it off"
             )
         if "collate_fn" in kwargs:
-            raise ValueError("the feed makes its own batches: no collate_fn")
+            raise ThresherError("the feed makes its own batches: no collate_fn")
         feed._array_transport = kwargs.get("num_workers", 0) > 0
         kwargs["collate_fn"] = _as_is
         super().__init__(feed, **kwargs)
@@ -413,7 +414,7 @@ class FeedLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state.get("seed", self.feed.seed) != self.feed.seed:
-            raise ValueError(f"resume state has seed {state['seed']}, the feed {self.feed.seed}")
+            raise ThresherError(f"resume state has seed {state['seed']}, the feed {self.feed.seed}")
         self.feed.set_epoch(state["epoch"])
         self.feed._skip = (state["epoch"], state["batches"], max(self.num_workers, 1))
         self.batches = state["batches"]

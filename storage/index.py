@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from thresher.storage.errors import ThresherError
+
 if TYPE_CHECKING:
     import faiss
 
@@ -39,9 +41,9 @@ def _check(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if vectors.ndim != 2 or len(vectors) != len(ids):
-        raise ValueError(f"vectors {vectors.shape} and ids {ids.shape} do not match")
+        raise ThresherError(f"vectors {vectors.shape} and ids {ids.shape} do not match")
     if not np.isfinite(vectors).all():
-        raise ValueError("vectors contain NaN or inf")
+        raise ThresherError("vectors contain NaN or inf")
     return vectors, ids
 
 
@@ -74,7 +76,7 @@ def new_index(
     import faiss
 
     if kind not in KINDS or codes not in CODES:
-        raise ValueError(
+        raise ThresherError(
             f"index kind {kind!r} / codes {codes!r}: allowed kinds "
             f"{', '.join(KINDS)}; codes {', '.join(CODES)}"
         )
@@ -103,7 +105,7 @@ def new_index(
         index.nprobe = max(1, nlist // 8)
         return index
     if codes == "pq":
-        raise ValueError("pq codes need --index ivf")
+        raise ThresherError("pq codes need --index ivf")
     if kind == "hnsw":
         inner = (
             faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, 32, ip)  # type: ignore[arg-type]  # stub is wrong
@@ -129,7 +131,7 @@ def add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
     """Add vectors to an existing index (incremental update)."""
     vectors, ids = _check(vectors, ids)
     if vectors.shape[1] != index.d:
-        raise ValueError(f"vectors have {vectors.shape[1]} dimensions, the index {index.d}")
+        raise ThresherError(f"vectors have {vectors.shape[1]} dimensions, the index {index.d}")
     index.add_with_ids(vectors, ids)
 
 
@@ -137,11 +139,11 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     """(scores, ids), each (nq, k); missing results have id -1."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if queries.ndim != 2 or queries.shape[1] != index.d:
-        raise ValueError(
+        raise ThresherError(
             f"query vectors have shape {queries.shape}; the index expects (n, {index.d})"
         )
     if not np.isfinite(queries).all():
-        raise ValueError("query vector contains NaN or inf")
+        raise ThresherError("query vector contains NaN or inf")
     return index.search(queries, k)
 
 
@@ -168,7 +170,7 @@ def load_index(path: Path, gpu: bool = False) -> faiss.Index:
     import faiss
 
     if not path.is_file():
-        raise ValueError(f"index file {path} is missing")
+        raise ThresherError(f"index file {path} is missing")
     index = faiss.read_index(str(path))
     return to_gpu(index) if gpu else index
 

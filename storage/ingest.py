@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from thresher.storage import readers, uri
+from thresher.storage.errors import ThresherError
 from thresher.storage.readers import Chunk, Format, SourceError
 from thresher.storage.store import StageCounts, Store, TableWriter
 
@@ -50,9 +51,9 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         if self.format not in readers.FORMATS:
-            raise ValueError(f"format {self.format!r}: allowed {', '.join(readers.FORMATS)}")
+            raise ThresherError(f"format {self.format!r}: allowed {', '.join(readers.FORMATS)}")
         if self.batch_rows < 1:
-            raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
+            raise ThresherError(f"batch_rows must be >= 1, got {self.batch_rows}")
 
     def roles(self) -> dict[str, str]:
         names = ("id_column", "text_column", "label_column", "embedding_column")
@@ -90,7 +91,7 @@ def expand_sources(sources: Sequence[str], fmt: Format = "auto") -> list[Source]
     """Files, directories (searched recursively for known suffixes) and globs, sorted;
     object-store URIs (an object, a prefix, a glob) as RemoteFiles."""
     if not sources:
-        raise ValueError("no sources given")
+        raise ThresherError("no sources given")
     out: list[Source] = []
     for src in sources:
         if uri.is_uri(src):

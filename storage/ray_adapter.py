@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from thresher.storage.errors import ThresherError
 from thresher.storage.stage import Stage
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def local_max_rows() -> int:
     try:
         return int(text) if text.strip() else LOCAL_MAX_ROWS
     except ValueError:
-        raise ValueError(
+        raise ThresherError(
             f"THRESHER_LOCAL_MAX_ROWS={text!r}: expected a number of rows (0: always Ray)"
         ) from None
 
@@ -180,14 +181,14 @@ def _process_task(stage: Stage, piece: Piece, columns: Sequence[str] | None) -> 
 
 
 def _get(ref: ray.ObjectRef) -> Any:
-    """`ray.get`, re-raising a stage's own ValueError/TypeError/OSError (a bad value, a
-    missing file or bucket: what the command line reports in one line) as it was raised."""
+    """`ray.get`, re-raising a user error (`ThresherError`) or a file system error raised
+    in a task as it was raised, so the command line reports it in one line."""
     import ray
 
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, (ValueError, TypeError, OSError)):
+        if isinstance(exc.cause, (ThresherError, OSError)):
             raise exc.cause from None
         raise
 
@@ -228,7 +229,7 @@ def run_task(
 
     For global steps: `fn` reads its inputs (about `rows` rows) from files and
     writes its output to a file, so nothing the size of the data passes through
-    the driver. A ValueError or TypeError raised by `fn` is re-raised here as it
+    the driver. A `ThresherError` raised by `fn` is re-raised here as it
     was raised. Below the local threshold (`use_ray`) it runs in this process.
 
     When the task's worker or node dies it is submitted again, up to `TASK_RETRIES`

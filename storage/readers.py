@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from thresher.storage.errors import SourceError
 from thresher.storage.uri import RemoteFile
 
 Format = Literal["auto", "parquet", "jsonl", "csv"]
@@ -36,10 +37,6 @@ SUFFIXES = {
     ".json": "jsonl",
     ".csv": "csv",
 }
-
-
-class SourceError(ValueError):
-    """A source file that cannot be read; the message names the file."""
 
 
 @dataclass

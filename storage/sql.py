@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from thresher.storage.errors import ThresherError
 from thresher.storage.store import Store
 
 ALLOWED = {"SELECT", "EXPLAIN"}
@@ -17,18 +18,18 @@ def read_only_query(store: Store, query: str) -> pa.Table:
     before anything runs: the store changes only through thresher's runs.
     """
     if not query.strip():
-        raise ValueError("empty query")
+        raise ThresherError("empty query")
     with store.read() as con:
         try:
             statements = con.extract_statements(query)
         except duckdb.Error as exc:
-            raise ValueError(f"SQL: {_first_line(exc)}") from None
+            raise ThresherError(f"SQL: {_first_line(exc)}") from None
         if not statements:
-            raise ValueError("empty query")
+            raise ThresherError("empty query")
         for st in statements:
             kind = str(st.type).rsplit(".", 1)[-1]
             if kind not in ALLOWED:
-                raise ValueError(
+                raise ThresherError(
                     f"thresher sql is read-only: {kind} statements are refused "
                     f"(allowed: {', '.join(sorted(ALLOWED))})"
                 )
@@ -37,7 +38,7 @@ def read_only_query(store: Store, query: str) -> pa.Table:
                 con.sql(st.query).fetchall()
             return con.sql(statements[-1].query).to_arrow_table()
         except duckdb.Error as exc:
-            raise ValueError(f"SQL: {_first_line(exc)}") from None
+            raise ThresherError(f"SQL: {_first_line(exc)}") from None
 
 
 def check_condition(store: Store, condition: str) -> None:
@@ -47,9 +48,9 @@ def check_condition(store: Store, condition: str) -> None:
         try:
             statements = con.extract_statements(query)
         except duckdb.Error as exc:
-            raise ValueError(f"--where: {_first_line(exc)}") from None
+            raise ThresherError(f"--where: {_first_line(exc)}") from None
     if len(statements) != 1:
-        raise ValueError(f"--where must be one SQL condition, got {condition!r}")
+        raise ThresherError(f"--where must be one SQL condition, got {condition!r}")
     read_only_query(store, query)
 
 

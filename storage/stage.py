@@ -21,6 +21,8 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
+from thresher.storage.errors import ThresherError
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -31,9 +33,9 @@ class Resources:
 
     def __post_init__(self) -> None:
         if self.cpus < 0 or self.gpus < 0:
-            raise ValueError(f"resources must be >= 0, got cpus={self.cpus}, gpus={self.gpus}")
+            raise ThresherError(f"resources must be >= 0, got cpus={self.cpus}, gpus={self.gpus}")
         if self.cpus == 0 and self.gpus == 0:
-            raise ValueError("a stage needs some cpus or gpus")
+            raise ThresherError("a stage needs some cpus or gpus")
 
 
 class Stage:
@@ -57,7 +59,7 @@ class Stage:
     def check_columns(self, batch: pa.Table) -> None:
         missing = [c for c in self.required_columns if c not in batch.column_names]
         if missing:
-            raise ValueError(
+            raise ThresherError(
                 f"stage {self.name!r} needs column(s) {', '.join(map(repr, missing))}; "
                 f"the input has: {', '.join(batch.column_names)}"
             )

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.storage import catalog
+from thresher.storage.errors import ThresherError
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +71,14 @@ def build_table(table: str, run_id: int, columns: dict[str, Any]) -> pa.Table:
     unknown = sorted(set(given) - set(schema.names))
     missing = [n for n in schema.names if n not in given]
     if unknown or missing:
-        raise ValueError(
+        raise ThresherError(
             f"table {table!r} has columns {', '.join(schema.names)}; "
             f"unknown: {', '.join(unknown) or '-'}, missing: {', '.join(missing) or '-'}"
         )
     arrays = {n: v for n, v in given.items() if not _is_scalar(v)}
     lengths = {n: len(v) for n, v in arrays.items()}
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"table {table!r}: columns of different lengths {lengths}")
+        raise ThresherError(f"table {table!r}: columns of different lengths {lengths}")
     n = next(iter(lengths.values()), 1)
     out = []
     for f in schema:
@@ -90,7 +91,7 @@ def build_table(table: str, run_id: int, columns: dict[str, Any]) -> pa.Table:
             try:
                 arr = arr.cast(f.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ValueError(
+                raise ThresherError(
                     f"table {table!r} column {f.name!r}: {arr.type} is not {f.type}"
                 ) from exc
         out.append(arr)
@@ -177,7 +178,7 @@ class Run:
 
     def writer(self, table: str, batch_id: int | None = None) -> TableWriter:
         if table not in catalog.TABLES:
-            raise ValueError(f"unknown table {table!r}; tables: {', '.join(catalog.TABLES)}")
+            raise ThresherError(f"unknown table {table!r}; tables: {', '.join(catalog.TABLES)}")
         w = TableWriter(self, table, batch_id)
         self._writers.append(w)
         return w
@@ -203,7 +204,7 @@ class Run:
         """A staged file path of `table` for another process (a Ray worker) to write;
         hand it back with `adopt` once written."""
         if table not in catalog.TABLES:
-            raise ValueError(f"unknown table {table!r}; tables: {', '.join(catalog.TABLES)}")
+            raise ThresherError(f"unknown table {table!r}; tables: {', '.join(catalog.TABLES)}")
         return self._new_tmp_path(table)
 
     def adopt(self, table: str, path: Path) -> int:
@@ -215,7 +216,9 @@ class Run:
         for f in expected:
             i = schema.get_field_index(f.name)
             if i < 0 or not catalog.conforms(schema.field(i).type, f.type):
-                raise ValueError(f"{path}: column {f.name!r} must be {f.type}; file has {schema}")
+                raise ThresherError(
+                    f"{path}: column {f.name!r} must be {f.type}; file has {schema}"
+                )
         rows = pq.ParquetFile(path).metadata.num_rows
         self._staged.append((table, path, rows, None))
         return rows
@@ -317,7 +320,7 @@ class Store:
         self.root = _local_root(root)
         self.catalog_path = self.root / catalog.CATALOG_FILE
         if not self.catalog_path.is_file():
-            raise ValueError(
+            raise ThresherError(
                 f"{self.root} is not a thresher store (no {catalog.CATALOG_FILE}); "
                 f"create it with: thresher init {self.root}"
             )
@@ -327,9 +330,9 @@ class Store:
         """Create a store (or refresh an existing one's views, e.g. after moving it)."""
         path = _local_root(root)
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} exists and is not a directory")
+            raise ThresherError(f"{path} exists and is not a directory")
         if path.is_dir() and any(path.iterdir()) and not (path / catalog.CATALOG_FILE).exists():
-            raise ValueError(f"{path} is a non-empty directory without a thresher catalog")
+            raise ThresherError(f"{path} is a non-empty directory without a thresher catalog")
         (path / "tables").mkdir(parents=True, exist_ok=True)
         with catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con:
             catalog.create(con)
@@ -401,7 +404,7 @@ class Store:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ValueError(
+                raise ThresherError(
                     f"store {self.root} is being written by another thresher process"
                 ) from None
             with self._write():  # a store made by an older thresher gains new catalog tables
@@ -453,9 +456,9 @@ class Store:
                 ).fetchall()
             ]
         if not names:
-            raise ValueError(f"store {self.root} has no text column: ingest with --text-column")
+            raise ThresherError(f"store {self.root} has no text column: ingest with --text-column")
         if len(names) > 1:
-            raise ValueError(f"store {self.root} has several text columns: {', '.join(names)}")
+            raise ThresherError(f"store {self.root} has several text columns: {', '.join(names)}")
         return names[0]
 
     def table_files(self, table: str) -> list[Path]:
@@ -478,7 +481,7 @@ def _local_root(root: str | os.PathLike[str]) -> Path:
     if "://" in text:
         scheme = text.split("://", 1)[0]
         if scheme != "file":
-            raise ValueError(
+            raise ThresherError(
                 f"store {text!r}: only local paths and file:// URIs are supported so far "
                 "(object stores need the catalog on local disk; see README)"
             )

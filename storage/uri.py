@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from thresher.storage.errors import ThresherError
+
 
 @contextlib.contextmanager
 def naming(location: str | os.PathLike[str]) -> Iterator[None]:
@@ -43,7 +45,7 @@ def resolve(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(text)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(f"{text}: not a location pyarrow can open ({exc})") from exc
+        raise ThresherError(f"{text}: not a location pyarrow can open ({exc})") from exc
 
 
 def parquet_files(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, list[str]]:
@@ -52,14 +54,14 @@ def parquet_files(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, li
     with naming(location):
         info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
-        raise ValueError(f"{location}: no such file or folder")
+        raise ThresherError(f"{location}: no such file or folder")
     if info.type == pafs.FileType.File:
         return fs, [path]
     with naming(location):
         listing = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     files = sorted(i.path for i in listing if i.is_file and i.path.endswith(".parquet"))
     if not files:
-        raise ValueError(f"{location}: no Parquet files")
+        raise ThresherError(f"{location}: no Parquet files")
     return fs, files
 
 
@@ -67,11 +69,11 @@ def check_empty(fs: pafs.FileSystem, path: str, location: str) -> None:
     """Refuse to write into a folder that holds anything (nothing is overwritten)."""
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
-        raise ValueError(f"{location} is a file, not a folder")
+        raise ThresherError(f"{location} is a file, not a folder")
     if info.type == pafs.FileType.Directory:
         listing = fs.get_file_info(pafs.FileSelector(path, recursive=False))
         if listing:
-            raise ValueError(f"{location} exists and is not empty")
+            raise ThresherError(f"{location} exists and is not empty")
 
 
 def safe_name(name: str) -> str:
@@ -128,7 +130,7 @@ def list_remote(location: str, suffixes: tuple[str, ...] | None) -> list[RemoteF
     if glob_at < 0 and info.type == pafs.FileType.File:
         found = [info]
     elif info.type == pafs.FileType.NotFound and glob_at < 0:
-        raise ValueError(f"{location}: no such object or prefix")
+        raise ThresherError(f"{location}: no such object or prefix")
     else:
         listing = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         found = [i for i in listing if i.is_file]

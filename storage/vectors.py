@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from thresher.storage.errors import ThresherError
 from thresher.storage.index import load_index, save_index
 from thresher.storage.stage import arrow_to_vectors
 from thresher.storage.store import Run, Store
@@ -65,19 +66,19 @@ def embedding_models(store: Store) -> dict[str, int]:
 def pick_model(store: Store, model: str | None) -> str:
     models = embedding_models(store)
     if not models:
-        raise ValueError(
+        raise ThresherError(
             f"store {store.root} has no embeddings: run `thresher embed` first, "
             "or ingest vectors with --embedding-column"
         )
     if model is None:
         if len(models) > 1:
-            raise ValueError(
+            raise ThresherError(
                 f"store has embeddings of several models ({', '.join(models)}); "
                 "choose one with --model"
             )
         return next(iter(models))
     if model not in models:
-        raise ValueError(f"no embeddings for model {model!r}; models: {', '.join(models)}")
+        raise ThresherError(f"no embeddings for model {model!r}; models: {', '.join(models)}")
     return model
 
 

@@ -220,10 +220,13 @@ def test_only_user_errors_are_not_retried() -> None:
     from prefect.states import Failed
 
     from thresher.flows.curate import _transient
+    from thresher.storage.errors import ConfigError, ThresherError
 
     assert _transient(None, None, Failed(data=OSError("disk went away")))
     assert _transient(None, None, Failed(data=RuntimeError("ray worker died")))
-    assert not _transient(None, None, Failed(data=ValueError("no such column")))
+    assert _transient(None, None, Failed(data=ValueError("a bug, not the user's")))
+    assert not _transient(None, None, Failed(data=ThresherError("no such column")))
+    assert not _transient(None, None, Failed(data=ConfigError("x.toml: [select] keep")))
 
 
 def test_example_trains_with_ddp_on_the_published_selection(reference: dict) -> None:
