@@ -9,6 +9,8 @@ to the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 import types
 import typing
@@ -22,9 +24,15 @@ from thresher.selection.semantic import KeepPolicy
 from thresher.storage.errors import ConfigError
 from thresher.storage.readers import Format
 
+SEED_MAX = 2**32 - 1  # NumPy's and torch's seeds are unsigned 32-bit
+
 
 def _bounds(lo: float | None, hi: float | None, default: Any) -> Any:
     return field(default=default, metadata={"bounds": (lo, hi)})
+
+
+def _regexes(default: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"regex": True})
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,8 @@ class FilterSection:
 
     min_chars: int = _bounds(0, None, 0)
     max_chars: int | None = _bounds(1, None, None)
-    drop_regex: tuple[str, ...] = ()
-    keep_regex: tuple[str, ...] = ()
+    drop_regex: tuple[str, ...] = _regexes()
+    keep_regex: tuple[str, ...] = _regexes()
     max_repeated_line_ratio: float | None = _bounds(0, 1, None)
     max_repeated_ngram_ratio: float | None = _bounds(0, 1, None)
     ngram: int = _bounds(1, 20, 3)
@@ -72,7 +80,7 @@ class DedupSection:
 class ScoreSection:
     clusters: int | None = _bounds(1, None, None)
     refit: bool = False
-    seed: int = 0
+    seed: int = _bounds(0, SEED_MAX, 0)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class SelectSection:
     policy: PolicyChoice = "auto"
     balance: Balance = "cluster"
     where: str | None = None
-    seed: int = 0
+    seed: int = _bounds(0, SEED_MAX, 0)
     publish_uri: str | None = None  # each published version is also copied here
 
 
@@ -205,6 +213,8 @@ def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail(f"{where}: expected a list of strings, got {value!r}")
+        if meta.get("regex"):
+            _check_regexes(where, value, fail)
         return tuple(value)
     if typing.get_origin(kind) is Literal:
         allowed = typing.get_args(kind)
@@ -220,12 +230,22 @@ def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
     if not ok:
         none = " or false" if optional else ""
         raise fail(f"{where}: expected {kind.__name__}{none}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise fail(f"{where}: {value!r} is not a finite number")
     if "bounds" in meta:
         lo, hi = meta["bounds"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
             raise fail(f"{where}: {value!r} is out of range; allowed: {span}")
     return float(value) if kind is float else value
+
+
+def _check_regexes(where: str, patterns: list[str], fail) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise fail(f"{where}: bad regular expression {pattern!r}: {exc}") from None
 
 
 def template(store: str, sources: list[str]) -> str:

@@ -105,11 +105,12 @@ def select_items(
             run.record(StageCounts("select", name, total, n, total - n, 0))
             run.message = f"{n} of {total} kept as {name!r} ({policy}"
             run.message += f" = {picked.policy})" if policy == "auto" else ")"
+    ran = f"auto = {picked.policy}" if policy == "auto" else policy
     if not picked.changed:
         run_id = queries.latest_selection_run(store, name)
         assert run_id is not None
-        return SelectReport(run_id, name, policy, staged.rows, picked.selected, new=False)
-    return SelectReport(run.run_id, name, policy, staged.rows, picked.selected)
+        return SelectReport(run_id, name, ran, staged.rows, picked.selected, new=False)
+    return SelectReport(run.run_id, name, ran, staged.rows, picked.selected)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS stages (
     rows_in BIGINT, rows_kept BIGINT, rows_dropped BIGINT, rows_rejected BIGINT,
     finished_at TIMESTAMPTZ, PRIMARY KEY (run_id, stage, key)
 );
+ALTER TABLE stages ADD COLUMN IF NOT EXISTS seconds DOUBLE;
 CREATE TABLE IF NOT EXISTS files (
     table_name VARCHAR, path VARCHAR PRIMARY KEY, rows BIGINT, run_id BIGINT, batch_id BIGINT
 );

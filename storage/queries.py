@@ -10,6 +10,7 @@ query whose result feeds a decision has an ORDER BY.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,6 +265,16 @@ def runs(store: Store) -> pa.Table:
     )
 
 
+def stages(store: Store) -> pa.Table:
+    """Every run's stages with their accounting and wall seconds, for `thresher runs
+    --stages`."""
+    return store.query(
+        "SELECT s.run_id, r.flow, s.stage, s.key, s.status, round(s.seconds, 2) AS seconds, "
+        "s.rows_in, s.rows_kept, s.rows_dropped, s.rows_rejected FROM stages s "
+        "JOIN runs r USING (run_id) ORDER BY s.run_id, s.rowid"
+    )
+
+
 def selection_names(store: Store) -> list[str]:
     names = store.query("SELECT DISTINCT selection FROM selections ORDER BY 1").column(0)
     return [str(n) for n in names.to_pylist()]
@@ -327,10 +338,40 @@ def _by_ids(store: Store, ids: np.ndarray, select: str) -> pa.Table:
 
 def texts(store: Store, ids: np.ndarray, text_column: str) -> list[str | None]:
     """The text of each of `ids`, in their order (None where an id is unknown)."""
-    rows = _by_ids(
-        store, ids, f'SELECT i."{text_column}" FROM wanted w LEFT JOIN items i USING (item_id)'
+    return item_columns(store, ids, [text_column]).column(0).to_pylist()
+
+
+def item_columns(store: Store, ids: np.ndarray, columns: Sequence[str]) -> pa.Table:
+    """`columns` of the items `ids`, in their order (nulls where an id is unknown)."""
+    names = ", ".join(f"i.{_ident(c)}" for c in columns)
+    return _by_ids(store, ids, f"SELECT {names} FROM wanted w LEFT JOIN items i USING (item_id)")
+
+
+def items_with_user_id(store: Store, id_column: str, value: str) -> list[int]:
+    """The item_ids (at most 2) whose `id_column` reads `value` as text (`--like-id`)."""
+    rows = store.query(
+        f"SELECT item_id FROM items WHERE CAST({_ident(id_column)} AS VARCHAR) = $v "
+        "ORDER BY item_id LIMIT 2",
+        {"v": value},
     )
-    return rows.column(0).to_pylist()
+    return [int(v) for v in rows.column(0).to_pylist()]
+
+
+def id_column(store: Store) -> str | None:
+    """The one id column named at ingest (--id-column), if there is exactly one."""
+    return _one_role(store, "id_column")
+
+
+def _one_role(store: Store, role: str) -> str | None:
+    cols = store.query(
+        f"SELECT DISTINCT {role} FROM sources WHERE {role} IS NOT NULL ORDER BY 1"
+    ).column(0)
+    return cols[0].as_py() if len(cols) == 1 else None
+
+
+def _ident(name: str) -> str:
+    """A column name as a quoted SQL identifier (any character, `"` included)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def encoder(store: Store, model: str) -> dict[str, Any] | None:
@@ -341,14 +382,7 @@ def encoder(store: Store, model: str) -> dict[str, Any] | None:
 
 def label_column(store: Store) -> str | None:
     """The one label column named at ingest, if there is exactly one."""
-    cols = (
-        store.query(
-            "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
-        )
-        .column(0)
-        .to_pylist()
-    )
-    return cols[0] if len(cols) == 1 else None
+    return _one_role(store, "label_column")
 
 
 def labels(store: Store, ids: np.ndarray) -> list[str | None] | None:

@@ -53,6 +53,7 @@ class StageCounts:
     kept: int = 0
     dropped: int = 0
     rejected: int = 0
+    seconds: float | None = None  # wall time; a run's only stage gets the run's
 
     def check(self) -> None:
         assert self.rows_in == self.kept + self.dropped + self.rejected, (
@@ -165,6 +166,9 @@ class Run:
     stages: list[StageCounts] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    # the run row's (rows_in, kept, dropped, rejected) when its stages do not add up to
+    # them (the curate flow counts each item once, not once per stage)
+    totals: tuple[int, int, int, int] | None = None
     catalog_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _staged: list[tuple[str, Path, int, int | None]] = field(default_factory=list)
     _staged_paths: list[Path] = field(default_factory=list)
@@ -252,9 +256,12 @@ class Run:
         for tmp in self._staged_paths:
             os.replace(tmp, tmp.with_suffix(""))
         self._remove_scratch()
-        totals = [sum(getattr(s, f) for s in self.stages) for f in ("kept", "dropped", "rejected")]
-        rows_in = sum(s.rows_in for s in self.stages)
+        rows_in, *totals = self.totals or [
+            sum(getattr(s, f) for s in self.stages)
+            for f in ("rows_in", "kept", "dropped", "rejected")
+        ]
         now = dt.datetime.now(dt.UTC)
+        run_s = (now - self.started_at).total_seconds()
         with self.store._write() as con:
             con.execute("BEGIN TRANSACTION")
             if registered:
@@ -274,10 +281,14 @@ class Run:
                 con.execute(
                     f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values())
                 )
+            one = len(self.stages) == 1
             for s in self.stages:
                 con.execute(
-                    "INSERT INTO stages VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?)",
-                    [self.run_id, s.stage, s.key, s.rows_in, s.kept, s.dropped, s.rejected, now],
+                    "INSERT INTO stages VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?, ?)",
+                    [
+                        *(self.run_id, s.stage, s.key, s.rows_in, s.kept, s.dropped),
+                        *(s.rejected, now, run_s if s.seconds is None and one else s.seconds),
+                    ],
                 )
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -397,8 +408,15 @@ class Store:
         return pq.ParquetFile(path).metadata.num_rows
 
     @contextlib.contextmanager
-    def run(self, flow: str, config: dict[str, Any] | None = None) -> Iterator[Run]:
-        """Hold the store's write lock for one run; commit on success, discard on error."""
+    def run(
+        self,
+        flow: str,
+        config: dict[str, Any] | None = None,
+        started_at: dt.datetime | None = None,
+    ) -> Iterator[Run]:
+        """Hold the store's write lock for one run; commit on success, discard on error.
+        `started_at`: when the run's work began, if before the run is opened (a flow
+        that records its run after its stages)."""
         lock_path = self.root / ".lock"
         with open(lock_path, "a+") as lock:
             try:
@@ -412,7 +430,8 @@ class Store:
             self._remove_orphans()
             with self.read() as con:
                 (last,) = con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0]
-            run = Run(self, int(last) + 1, flow, dict(config or {}), dt.datetime.now(dt.UTC))
+            started = started_at or dt.datetime.now(dt.UTC)
+            run = Run(self, int(last) + 1, flow, dict(config or {}), started)
             try:
                 yield run
             except BaseException:

@@ -48,6 +48,8 @@ def test_select_never_picks_duplicates_and_is_queryable(scored, policy) -> None:
     kept = scored.query("SELECT count(*) FROM items ANTI JOIN duplicates USING (item_id)")
     assert report.candidates == kept.column(0)[0].as_py()
     assert report.selected == round(0.25 * report.candidates)
+    # the report names the policy that ran: keep 25%, several per cluster -> random
+    assert report.policy == ("auto = random" if policy == "auto" else policy)
     rows = scored.query(
         "SELECT count(*) AS n, sum(weight) AS w FROM selections s "
         "SEMI JOIN duplicates d USING (item_id)"
@@ -80,8 +82,12 @@ def test_where_and_label_balance_and_export(scored, tmp_path) -> None:
 def test_learn_writes_weighted_selection(scored) -> None:
     from thresher.flows.learn import learn
 
-    r = learn(scored, "al", 60, rounds=3, strategy="iwes", seed=1)
+    calls: list[tuple[int, int]] = []
+    r = learn(
+        scored, "al", 60, rounds=3, strategy="iwes", seed=1, on_progress=lambda *a: calls.append(a)
+    )
     assert 0 < r.selected <= 60 and len(r.curve) >= 2
+    assert calls == [(i, 4) for i in range(1, len(r.curve) + 1)]  # one call per round
     rows = scored.query(
         "SELECT count(*) AS n, min(weight) AS lo, max(weight) AS hi FROM "
         "selections WHERE selection = 'al'"
