@@ -717,19 +717,13 @@ def schedule(config: str, cron: str, name: str | None) -> None:
     _quiet_prefect()
     from thresher.flows.curate import serve_schedule
 
-    if not os.environ.get("PREFECT_API_URL"):
-        err.print(
-            "no PREFECT_API_URL: serving on a temporary local Prefect server, which ends "
-            "with this command (its schedule and run history too); for a lasting schedule "
-            "start `prefect server start` and set PREFECT_API_URL"
-        )
     # A service manager's stop (SIGTERM) is a clean exit. Prefect's runner installs its
     # own SIGTERM handler (it exits 0) once serving, whose `stop()` leaves a coroutine
     # unawaited: its warning is noise here, as the process ends anyway.
     signal.signal(signal.SIGTERM, _interrupt)
     warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        serve_schedule(config, cron, name)
+        serve_schedule(config, cron, name, announce=err.print)
     err.print("schedule stopped")
 
 

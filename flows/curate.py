@@ -331,8 +331,14 @@ def run_config(
         _bars = _no_bar
 
 
-def serve_schedule(config_path: str, cron: str, name: str | None = None) -> None:
-    """Register a deployment of the flow on `cron` and run its scheduled runs here."""
+def serve_schedule(
+    config_path: str,
+    cron: str,
+    name: str | None = None,
+    announce: Callable[[str], object] | None = None,
+) -> None:
+    """Register a deployment of the flow on `cron` and run its scheduled runs here;
+    `announce` hears, once the config and cron have passed, when the server is temporary."""
     from prefect import serve
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.deployments.runner import RunnerDeployment
@@ -342,6 +348,12 @@ def serve_schedule(config_path: str, cron: str, name: str | None = None) -> None
         CronSchedule(cron=cron)
     except ValueError:
         raise ThresherError(f"--cron {cron!r} is not a valid cron expression") from None
+    if announce and not os.environ.get("PREFECT_API_URL"):
+        announce(
+            "no PREFECT_API_URL: serving on a temporary local Prefect server, which ends "
+            "with this command (its schedule and run history too); for a lasting schedule "
+            "start `prefect server start` and set PREFECT_API_URL"
+        )
     deployment = curate.to_deployment(
         name=name or cfg.flow.name,
         cron=cron,
