@@ -226,6 +226,39 @@ def runs(store: str, fmt: str) -> None:
 
 @cli.command()
 @click.argument("store")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Unregister every file of each run that holds a damaged table file, so that "
+    "the next run of its command redoes it.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def check(store: str, repair: bool, quiet: bool) -> None:
+    """Check that every file STORE's catalog registers is there, readable, and holds the
+    rows recorded; list each problem with how to recover. Exit code 2 when any."""
+    from thresher.storage import check as checks
+
+    s = _open_store(store)
+    with progress("check", quiet) as update:
+        report = checks.check(s, on_progress=update)
+    if repair and report.problems:
+        dropped, kept = checks.repair(s, report)
+        for line in dropped + kept:
+            click.echo(f"repair: {line}")
+        with progress("check", quiet) as update:
+            report = checks.check(s, on_progress=update)
+    if report.problems:
+        rows = [{"file": p.path, "problem": p.problem, "run": p.run_id} for p in report.problems]
+        click.echo(summary_table(rows), nl=False)
+        click.echo("how to recover:")
+        for p in report.problems:
+            click.echo(f"  {p.path}: {p.fix}")
+        _fail(f"store {s.root} has {len(rows)} problem(s), listed above")
+    click.echo(f"ok: {report.tables} tables, {report.files} files, {report.rows} rows")
+
+
+@cli.command()
+@click.argument("store")
 @click.option("--exact", is_flag=True, help="Exact duplicates of normalized text.")
 @click.option(
     "--fuzzy",

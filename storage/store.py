@@ -419,14 +419,7 @@ class Store:
     @contextlib.contextmanager
     def run(self, flow: str, config: dict[str, Any] | None = None) -> Iterator[Run]:
         """Hold the store's write lock for one run; commit on success, discard on error."""
-        lock_path = self.root / ".lock"
-        with open(lock_path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ThresherError(
-                    f"store {self.root} is being written by another thresher process"
-                ) from None
+        with self._lock():
             with self._write():  # a store made by an older thresher gains new catalog tables
                 pass
             self._remove_orphans()
@@ -442,6 +435,23 @@ class Store:
                 run._abort()
             else:
                 run._commit()
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    f"store {self.root} is being written by another thresher process"
+                ) from None
+            yield
+
+    @contextlib.contextmanager
+    def maintain(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The write lock and a writable catalog connection, for `thresher check --repair`."""
+        with self._lock(), self._write() as con:
+            yield con
 
     def _remove_orphans(self) -> None:
         """Delete files left by a run that died before its catalog commit."""

@@ -21,6 +21,7 @@ COMMANDS = [
     "ingest",
     "sql",
     "runs",
+    "check",
     "dedup",
     "embed",
     "search",

@@ -93,3 +93,50 @@ def test_a_damaged_catalog_is_one_line_for_every_command(tmp_path, damage) -> No
         ["init", store],
     ]:
         one_line_error(run(*args), str(catalog), f"thresher check {store}")
+
+
+def test_check_passes_a_healthy_store(tmp_path) -> None:
+    store = make_store(tmp_path)
+    assert ok("check", store).strip() == "ok: 1 tables, 2 files, 200 rows"
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "other rows"])
+def test_check_names_a_damaged_table_file_and_exits_2(tmp_path, damage) -> None:
+    store = make_store(tmp_path)
+    bad = store / "tables" / "items" / "run000002-00001.parquet"
+    if damage == "missing":
+        bad.unlink()
+    elif damage == "truncated":
+        halve(bad)
+    else:  # a whole Parquet file, but not the one registered
+        import pyarrow.parquet as pq
+
+        pq.write_table(pq.read_table(bad).slice(0, 10), bad)
+    proc = run("check", store)
+    one_line_error(proc, "1 problem")
+    expected = {"missing": "missing", "truncated": "not readable Parquet", "other rows": "10 rows"}
+    assert "tables/items/run000002-00001.parquet" in proc.stdout
+    assert expected[damage] in proc.stdout and "--repair" in proc.stdout
+
+
+def test_check_of_a_garbage_catalog_is_one_line(tmp_path) -> None:
+    store = make_store(tmp_path)
+    (store / "catalog.duckdb").write_bytes(os.urandom(100_000))
+    proc = run("check", store)
+    one_line_error(proc, str(store / "catalog.duckdb"), "restore it from a backup")
+    assert proc.stdout == ""
+
+
+def test_check_repair_unregisters_the_damaged_run_and_a_rerun_redoes_it(tmp_path) -> None:
+    store = make_store(tmp_path)
+    (store / "tables" / "items" / "run000001-00001.parquet").unlink()
+    out = ok("check", store, "--repair")
+    assert "repair: run 1: unregistered 1 items file(s) (100 rows)" in out
+    assert "sources to ingest again: " in out and "a.jsonl" in out
+    assert out.strip().endswith("ok: 1 tables, 1 files, 100 rows")
+    assert ok("sql", store, "SELECT count(*) AS n FROM items", "--format", "csv") == "n\n100\n"
+    runs = ok("sql", store, "SELECT run_id, status FROM runs ORDER BY 1", "--format", "csv")
+    assert runs == "run_id,status\n1,repaired\n2,succeeded\n"
+    ok("ingest", "-q", store, tmp_path / "a.jsonl", "--text-column", "text")
+    assert ok("sql", store, "SELECT count(*) AS n FROM items", "--format", "csv") == "n\n200\n"
+    assert ok("check", store).strip() == "ok: 1 tables, 2 files, 200 rows"
