@@ -93,11 +93,22 @@ def _open_store(path: str) -> Any:
     return Store(path)
 
 
+# commands that may start Ray or Prefect's ephemeral server: a watchdog ends them with
+# thresher, however thresher ends (see flows/watchdog.py)
+STARTS_PROCESSES = {"ingest", "dedup", "embed", "score", "select", "export", "learn", "label"}
+STARTS_PROCESSES |= {"search", "demo", "run", "schedule"}
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log what thresher does.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """thresher: find duplicates and redundant examples, and select a smaller
     training set that trains as well as the whole."""
+    if ctx.invoked_subcommand in STARTS_PROCESSES and "--help" not in sys.argv:
+        from thresher.flows import watchdog
+
+        watchdog.start()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
