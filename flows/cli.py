@@ -95,12 +95,23 @@ def _open_store(path: str) -> Any:
     return Store(path)
 
 
+# commands that may start Ray or Prefect's ephemeral server: a watchdog ends them with
+# thresher, however thresher ends (see flows/watchdog.py)
+STARTS_PROCESSES = {"ingest", "dedup", "embed", "score", "select", "export", "learn", "label"}
+STARTS_PROCESSES |= {"search", "demo", "run", "schedule"}
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="thresher", prog_name="thresher")
 @click.option("-v", "--verbose", is_flag=True, help="Log what thresher does.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """thresher: find duplicates and redundant examples, and select a smaller
     training set that trains as well as the whole."""
+    if ctx.invoked_subcommand in STARTS_PROCESSES and "--help" not in sys.argv:
+        from thresher.flows import watchdog
+
+        watchdog.start()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -226,6 +237,39 @@ def runs(store: str, fmt: str, stages: bool) -> None:
 
     table = queries.stages(s) if stages else queries.runs(s)
     write_result(table, fmt, None, max_rows=table.num_rows or 1)
+
+
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Unregister every file of each run that holds a damaged table file, so that "
+    "the next run of its command redoes it.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def check(store: str, repair: bool, quiet: bool) -> None:
+    """Check that every file STORE's catalog registers is there, readable, and holds the
+    rows recorded; list each problem with how to recover. Exit code 2 when any."""
+    from thresher.storage import check as checks
+
+    s = _open_store(store)
+    with progress("check", quiet) as update:
+        report = checks.check(s, on_progress=update)
+    if repair and report.problems:
+        dropped, kept = checks.repair(s, report)
+        for line in dropped + kept:
+            click.echo(f"repair: {line}")
+        with progress("check", quiet) as update:
+            report = checks.check(s, on_progress=update)
+    if report.problems:
+        rows = [{"file": p.path, "problem": p.problem, "run": p.run_id} for p in report.problems]
+        click.echo(summary_table(rows), nl=False)
+        click.echo("how to recover:")
+        for p in report.problems:
+            click.echo(f"  {p.path}: {p.fix}")
+        _fail(f"store {s.root} has {len(rows)} problem(s), listed above")
+    click.echo(f"ok: {report.tables} tables, {report.files} files, {report.rows} rows")
 
 
 @cli.command()

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its ephemeral server to answer, too little on a loaded machine;
+# read when prefect is imported, so set here, before (STARTUP_TIMEOUT below)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
@@ -48,6 +51,7 @@ from thresher.storage.errors import ThresherError
 from thresher.storage.ingest import IngestConfig, expand_sources, ingest, pending_sources
 from thresher.storage.store import StageCounts, Store
 
+STARTUP_TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 Update = Callable[[int, int], None]
 ProgressFactory = Callable[[str], AbstractContextManager[Update]]
 
@@ -327,6 +331,14 @@ def run_config(
     _bars = bars or _no_bar
     try:
         return curate(config_path=str(config_path))
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        raise ThresherError(
+            f"Prefect's temporary API server did not answer within "
+            f"{os.environ.get(STARTUP_TIMEOUT)} s: set {STARTUP_TIMEOUT} higher, or "
+            "PREFECT_API_URL to a running `prefect server start`"
+        ) from exc
     finally:
         _bars = _no_bar
 

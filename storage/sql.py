@@ -38,7 +38,7 @@ def read_only_query(store: Store, query: str) -> pa.Table:
                 con.sql(st.query).fetchall()
             return con.sql(statements[-1].query).to_arrow_table()
         except duckdb.Error as exc:
-            raise ThresherError(f"SQL: {_first_line(exc)}") from None
+            raise store.store_error(exc) or ThresherError(f"SQL: {_first_line(exc)}") from None
 
 
 def check_condition(store: Store, condition: str) -> None:

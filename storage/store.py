@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.storage import catalog
-from thresher.storage.errors import ThresherError
+from thresher.storage.errors import StoreError, ThresherError
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +330,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = _local_root(root)
         self.catalog_path = self.root / catalog.CATALOG_FILE
+        self.damaged: dict[str, str] = {}  # tables the last `read()` found damaged
         if not self.catalog_path.is_file():
             raise ThresherError(
                 f"{self.root} is not a thresher store (no {catalog.CATALOG_FILE}); "
@@ -345,23 +346,42 @@ class Store:
         if path.is_dir() and any(path.iterdir()) and not (path / catalog.CATALOG_FILE).exists():
             raise ThresherError(f"{path} is a non-empty directory without a thresher catalog")
         (path / "tables").mkdir(parents=True, exist_ok=True)
-        with catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con:
+        with (
+            catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con,
+            catalog.store_errors(path, {}),
+        ):
             catalog.create(con)
             catalog.create_views(con, path)
         return cls(path)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with catalog.connect(self.catalog_path, read_only=False) as con:
+        with (
+            catalog.connect(self.catalog_path, read_only=False) as con,
+            catalog.store_errors(self.root, {}),
+        ):
             catalog.create(con)
             yield con
 
     @contextlib.contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only catalog connection whose views point at this store's current path."""
-        with catalog.connect(self.catalog_path, read_only=True) as con:
-            catalog.create_views(con, self.root, temporary=True)
+        """A read-only catalog connection whose views point at this store's current path.
+
+        A DuckDB error that comes from a damaged store (its catalog, a missing or cut
+        table file) is raised as a `StoreError` naming the file; a table with a damaged
+        file has no view, so queries over the others still run."""
+        damaged: dict[str, str] = {}
+        with (
+            catalog.connect(self.catalog_path, read_only=True) as con,
+            catalog.store_errors(self.root, damaged),
+        ):
+            damaged.update(catalog.create_views(con, self.root, temporary=True))
+            self.damaged = damaged
             yield con
+
+    def store_error(self, exc: BaseException) -> StoreError | None:
+        """The `StoreError` behind a DuckDB error raised in `read()`, if it is one."""
+        return catalog.store_error(self.root, exc, self.damaged)
 
     def query(
         self,
@@ -417,14 +437,7 @@ class Store:
         """Hold the store's write lock for one run; commit on success, discard on error.
         `started_at`: when the run's work began, if before the run is opened (a flow
         that records its run after its stages)."""
-        lock_path = self.root / ".lock"
-        with open(lock_path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ThresherError(
-                    f"store {self.root} is being written by another thresher process"
-                ) from None
+        with self._lock():
             with self._write():  # a store made by an older thresher gains new catalog tables
                 pass
             self._remove_orphans()
@@ -441,6 +454,23 @@ class Store:
                 run._abort()
             else:
                 run._commit()
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    f"store {self.root} is being written by another thresher process"
+                ) from None
+            yield
+
+    @contextlib.contextmanager
+    def maintain(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The write lock and a writable catalog connection, for `thresher check --repair`."""
+        with self._lock(), self._write() as con:
+            yield con
 
     def _remove_orphans(self) -> None:
         """Delete files left by a run that died before its catalog commit."""

@@ -23,6 +23,7 @@ COMMANDS = [
     "ingest",
     "sql",
     "runs",
+    "check",
     "dedup",
     "embed",
     "search",

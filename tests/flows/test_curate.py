@@ -278,3 +278,37 @@ def test_missing_source_is_one_line_and_no_store_is_made(tmp_path: Path) -> None
         f"thresher: error: {tmp_path}/nope/*.jsonl: no files match this pattern"
     ]
     assert not (tmp_path / "s").exists()
+
+
+def _prefect_startup_timeout(env: dict[str, str]) -> str:
+    code = (
+        "import thresher.flows.curate\n"
+        "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as S\n"
+        "print(S.value())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_prefect_server_start_timeout_is_longer_and_a_users_value_is_kept() -> None:
+    env = {k: v for k, v in os.environ.items() if "EPHEMERAL_STARTUP" not in k}
+    assert _prefect_startup_timeout(env) == "120"  # Prefect's own default: 20
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "7"
+    assert _prefect_startup_timeout(env) == "7"
+
+
+def test_prefect_server_start_timeout_is_one_line_naming_the_setting(tmp_path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [{"doc_id": 1, "text": "x", "topic": "t"}])
+    config = _config(tmp_path, str(tmp_path / "s"), [str(tmp_path / "a.jsonl")])
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run(
+        [THRESHER, "run", "-q", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("thresher: error: "), proc.stderr
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in lines[0]
+    assert "PREFECT_API_URL" in lines[0]
