@@ -208,8 +208,11 @@ def _typed_nulls(columns: str) -> str:
     return ", ".join(out)
 
 
-def create_views(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool = False) -> None:
-    """(Re)create one view per table over the registered files under `root`."""
+def create_views(
+    con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool = False
+) -> list[str]:
+    """(Re)create one view per table over the registered files under `root`; the
+    absolute paths of the files the views read."""
     rows = con.execute(
         "SELECT table_name, path, batch_id FROM files ORDER BY table_name, path"
     ).fetchall()
@@ -229,3 +232,19 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool 
     for table in TABLES:
         sql = view_sql(table, by_table[table], sorted(emb_cols.items()))
         con.execute(f"CREATE OR REPLACE {kind} {table} AS {sql}")
+    return [str(root / rel) for _, rel, _ in rows]
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection, readable: Sequence[str], writable: Sequence[str] = ()
+) -> None:
+    """Let `con` open only the files named (and DuckDB its own spill folder), for good.
+
+    With external access off, DuckDB refuses every other path (read_text, read_csv,
+    glob, ATTACH, COPY, extensions) and `lock_configuration` refuses the SET that would
+    undo it. DuckDB does not tell reading from writing: a file named here could be
+    written by a COPY, so callers refuse writing statements before they run.
+    """
+    con.execute(f"SET allowed_paths = {_file_list([*readable, *writable])}")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")

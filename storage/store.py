@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -357,10 +357,24 @@ class Store:
             yield con
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only catalog connection whose views point at this store's current path."""
+    def read(
+        self,
+        *,
+        sandbox: bool = False,
+        writable: Sequence[Path] = (),
+        memory_limit: str | None = None,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only catalog connection whose views point at this store's current path.
+
+        With `sandbox` (for SQL a user wrote) the connection can open the store's
+        registered table files and the `writable` paths, and no other file, for good
+        (`catalog.lock_down`)."""
         with catalog.connect(self.catalog_path, read_only=True) as con:
-            catalog.create_views(con, self.root, temporary=True)
+            files = catalog.create_views(con, self.root, temporary=True)
+            if memory_limit:
+                con.execute(f"SET memory_limit = '{memory_limit}'")
+            if sandbox:
+                catalog.lock_down(con, files, [str(p) for p in writable])
             yield con
 
     def query(
@@ -384,8 +398,7 @@ class Store:
     ) -> Iterator[pa.RecordBatchReader]:
         """A read-only query's result as batches, never whole in this process (DuckDB
         spills its sorts past `COPY_MEMORY_LIMIT`)."""
-        with self.read() as con:
-            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+        with self.read(memory_limit=COPY_MEMORY_LIMIT) as con:
             yield con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
 
     def copy_to(
@@ -394,15 +407,18 @@ class Store:
         path: Path,
         params: list[Any] | dict[str, Any] | None = None,
         row_group_rows: int = 16_384,
+        sandbox: bool = False,
     ) -> int:
         """Write a read-only query's result to a Parquet file without holding it in this
-        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count."""
-        with self.read() as con:
-            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count.
+        With `sandbox` (a query holding SQL a user wrote) DuckDB may open only the store's
+        table files and `path` (see `read`)."""
+        with self.read(sandbox=sandbox, writable=[path], memory_limit=COPY_MEMORY_LIMIT) as con:
             target = str(path).replace("'", "''")
             con.execute(
                 f"COPY ({sql}) TO '{target}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows})",
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows}, "
+                "USE_TMP_FILE false)",
                 params or None,
             )
         return pq.ParquetFile(path).metadata.num_rows
