@@ -23,6 +23,7 @@ from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
 from thresher.storage.errors import ConfigError, ThresherError
 from thresher.storage.readers import Format
+from thresher.storage.uri import check_name
 
 SEED_MAX = 2**32 - 1  # NumPy's and torch's seeds are unsigned 32-bit
 
@@ -180,11 +181,12 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
 
 
 def _select(section: SelectSection, base: Path, fail) -> SelectSection:
-    """`[select]` with its where checked (as the command line checks it)
+    """`[select]` with its name and where checked (as the command line checks them)
     and its publish_uri resolved."""
     from thresher.storage.sql import parse_condition  # loads DuckDB: only when a config is read
 
     try:
+        check_name(section.name, "[select] name")
         if section.where is not None:
             parse_condition(section.where, "[select] where")
     except ThresherError as exc:
