@@ -147,6 +147,11 @@ def _select_step(
         len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
     )
     chosen = np.sort(ids[picked])
+    if not len(chosen):  # a version with no rows would hide the last real one from export
+        raise ThresherError(
+            f"--keep {keep} of {len(ids)} candidates keeps no item; nothing was recorded "
+            f"(keep at least {1 / len(ids):.2g})"
+        )
     ran = auto_policy(len(ids), budget, groups) if policy == "auto" else policy
     if last:
         before = pa.concat_tables([pq.read_table(p) for p in last]).column("item_id").to_numpy()
@@ -208,7 +213,14 @@ def _write_dataset(
     )
 
 
-def export(store: Store, name: str, out_dir: str) -> int:
+@dataclass(frozen=True)
+class Exported:
+    name: str
+    version: int  # the run that wrote this version of the selection
+    rows: int
+
+
+def export(store: Store, name: str, out_dir: str) -> Exported:
     """Write selection `name` (its latest run) joined to its items as a Parquet dataset
     to a local folder or an object-store URI (see thresher.storage.uri)."""
     uri.check_name(name)
@@ -218,7 +230,7 @@ def export(store: Store, name: str, out_dir: str) -> int:
         uri.check_empty(fs, path, out_dir)
     # written by one task: the rows stream through a worker, not this process
     run_task(_write_selection, store, name, run_id, out_dir, rows=rows)
-    return rows
+    return Exported(name, run_id, rows)
 
 
 @dataclass(frozen=True)
