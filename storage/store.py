@@ -11,8 +11,8 @@ A run stages its Parquet files under temporary names (`*.parquet.tmp`),
 renames them into place when it commits, and then registers them in one
 catalog transaction together with its `runs` and `stages` rows. Views list
 registered files only, so a run that fails or is killed leaves the store as
-it was: its temporary and unregistered files are invisible and are removed
-by the next run.
+it was: its temporary and unregistered files (published folders included) are
+invisible and are removed by the next run.
 """
 
 from __future__ import annotations
@@ -459,9 +459,12 @@ class Store:
                 run._commit()
 
     def _remove_orphans(self) -> None:
-        """Delete files left by a run that died before its catalog commit."""
+        """Delete files left by a run that died before its catalog commit: unregistered
+        table files, staged `*.tmp` files and folders, scratch, and published versions
+        renamed into place but not in `publications`."""
         with self.read() as con:
             known = {r[0] for r in con.execute("SELECT path FROM files").fetchall()}
+            published = {r[0] for r in con.execute("SELECT path FROM publications").fetchall()}
         for path in sorted((self.root / "tables").glob("*/*")):
             rel = str(path.relative_to(self.root))
             if rel not in known and (path.suffix in (".tmp", ".parquet")):
@@ -471,6 +474,11 @@ class Store:
             log.info("removing unfinished %s", path.relative_to(self.root))
             _remove(path)
         _remove(self.root / "work")  # staged inputs of runs that died
+        for path in sorted(self.root.glob("published/*/v*")):
+            rel = str(path.relative_to(self.root))
+            if rel not in published:  # its run was killed between renaming and committing
+                log.info("removing unpublished %s", rel)
+                _remove(path)
 
     def item_count(self) -> int:
         """Rows in `items`, from the file registry (no data is read)."""
