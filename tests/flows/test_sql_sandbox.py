@@ -77,7 +77,6 @@ ATTACKS = [
     "SELECT * FROM read_parquet('{tmp}/elsewhere.parquet')",
     "SELECT * FROM glob('{tmp}/*')",
     "SELECT * FROM read_parquet('{store}/tables/*/*.parquet')",
-    "SELECT * FROM read_text('{catalog}')",
     "ATTACH '{tmp}/other.duckdb' AS o",
     "SELECT count(*) FROM items WHERE (SELECT count(*) FROM read_text('/etc/passwd')) > 0",
 ]
