@@ -238,7 +238,8 @@ def create_views(
 def lock_down(
     con: duckdb.DuckDBPyConnection, readable: Sequence[str], writable: Sequence[str] = ()
 ) -> None:
-    """Let `con` open only the files named (and DuckDB its own spill folder), for good.
+    """Let `con` open only the files named, for good (DuckDB adds the database it has
+    open, with its WAL, and its own spill folder).
 
     With external access off, DuckDB refuses every other path (read_text, read_csv,
     glob, ATTACH, COPY, extensions) and `lock_configuration` refuses the SET that would
