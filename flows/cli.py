@@ -473,8 +473,10 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
     OUT_DIR as Parquet: a local folder or an object-store URI (s3://bucket/prefix)."""
     from thresher.flows.select import export
 
-    rows = export(_open_store(store), name, out_dir)
-    click.echo(f"{rows} rows written to {out_dir}")
+    done = export(_open_store(store), name, out_dir)
+    click.echo(
+        f"{done.rows} rows of selection {name!r} version {done.version} written to {out_dir}"
+    )
 
 
 @cli.command()

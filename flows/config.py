@@ -21,8 +21,9 @@ from typing import Any, Literal
 from thresher.scoring.embedders import Device
 from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
-from thresher.storage.errors import ConfigError
+from thresher.storage.errors import ConfigError, ThresherError
 from thresher.storage.readers import Format
+from thresher.storage.uri import check_name
 
 SEED_MAX = 2**32 - 1  # NumPy's and torch's seeds are unsigned 32-bit
 
@@ -175,14 +176,27 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
     sections["ingest"] = dataclasses.replace(
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
-    target = sections["select"].publish_uri
-    if target is not None:
-        if not target.strip():
-            raise fail("[select] publish_uri: empty; give a folder or URI, or false")
-        sections["select"] = dataclasses.replace(
-            sections["select"], publish_uri=_resolve(base, target)
-        )
+    sections["select"] = _select(sections["select"], base, fail)
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
+
+
+def _select(section: SelectSection, base: Path, fail) -> SelectSection:
+    """`[select]` with its name and where checked (as the command line checks them)
+    and its publish_uri resolved."""
+    from thresher.storage.sql import parse_condition  # loads DuckDB: only when a config is read
+
+    try:
+        check_name(section.name, "[select] name")
+        if section.where is not None:
+            parse_condition(section.where, "[select] where")
+    except ThresherError as exc:
+        raise fail(str(exc)) from None
+    target = section.publish_uri
+    if target is None:
+        return section
+    if not target.strip():
+        raise fail("[select] publish_uri: empty; give a folder or URI, or false")
+    return dataclasses.replace(section, publish_uri=_resolve(base, target))
 
 
 def _resolve(base: Path, value: str) -> str:

@@ -25,6 +25,7 @@ from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.errors import ThresherError
 from thresher.storage.store import StageCounts, Store
+from thresher.storage.uri import check_name
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def learn(
 ) -> LearnReport:
     """Select `budget` items to label in `rounds`, with importance weights, as selection
     `name`; `on_progress(done, total)` after each round's training."""
+    check_name(name)
     model = vstore.pick_model(store, model)
     config = {
         "name": name,

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import time
+import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -225,14 +226,18 @@ def _typed_nulls(columns: str) -> str:
     return ", ".join(out)
 
 
-def create_views(
-    con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool = False
-) -> dict[str, str]:
+class Views(typing.NamedTuple):
+    files: list[str]
+    damaged: dict[str, str]
+
+
+def create_views(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool = False) -> Views:
     """(Re)create one view per table over the registered files under `root`.
 
     A table whose files DuckDB cannot open (missing, cut short) gets no view, so
-    queries over the other tables still run; the result maps each such table to what
-    is wrong with it, for the error a query over it raises (`Store.read`).
+    queries over the other tables still run; `damaged` maps each such table to what
+    is wrong with it, for the error a query over it raises (`Store.read`). `files`: the
+    absolute paths of the files the views read (what a sandbox lets SQL open).
     """
     rows = con.execute(
         "SELECT table_name, path, batch_id FROM files ORDER BY table_name, path"
@@ -260,7 +265,7 @@ def create_views(
             files = by_table[table] + [f for _, fs in sources for f in fs]
             damaged[table] = diagnose(root, files, exc)
             _unview(con, table, temporary)
-    return damaged
+    return Views([str(root / rel) for _, rel, _ in rows], damaged)
 
 
 def _unview(con: duckdb.DuckDBPyConnection, table: str, temporary: bool) -> None:
@@ -322,3 +327,19 @@ def store_errors(root: Path, damaged: dict[str, str]) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection, readable: Sequence[str], writable: Sequence[str] = ()
+) -> None:
+    """Let `con` open only the files named, for good (DuckDB adds the database it has
+    open, with its WAL, and its own spill folder).
+
+    With external access off, DuckDB refuses every other path (read_text, read_csv,
+    glob, ATTACH, COPY, extensions) and `lock_configuration` refuses the SET that would
+    undo it. DuckDB does not tell reading from writing: a file named here could be
+    written by a COPY, so callers refuse writing statements before they run.
+    """
+    con.execute(f"SET allowed_paths = {_file_list([*readable, *writable])}")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")

@@ -25,10 +25,13 @@ EXCLUDED = "(SELECT item_id FROM duplicates UNION ALL SELECT item_id FROM filter
 
 @dataclass(frozen=True)
 class Query:
-    """A read-only SELECT over the store's views and named Parquet files, with parameters."""
+    """A read-only SELECT over the store's views and named Parquet files, with parameters;
+    `user_sql` when it holds SQL a user wrote (a `--where`): it then runs sandboxed, able
+    to read the store's tables only (see `Store.read`)."""
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    user_sql: bool = False
 
 
 def _quote(name: str) -> str:
@@ -181,7 +184,7 @@ def selection_pool(
     `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
     `model` their vector; NULL where a value is missing."""
-    cond = f"WHERE ({where})" if where else ""
+    cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
     cols, joins = ["c.item_id"], []
     params: dict[str, Any] = {}
     if score:
@@ -214,6 +217,7 @@ def selection_pool(
         f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {cond}) "
         f"SELECT {', '.join(cols)} FROM c {' '.join(joins)} ORDER BY c.item_id",
         params,
+        user_sql=bool(where),
     )
 
 

@@ -11,8 +11,8 @@ A run stages its Parquet files under temporary names (`*.parquet.tmp`),
 renames them into place when it commits, and then registers them in one
 catalog transaction together with its `runs` and `stages` rows. Views list
 registered files only, so a run that fails or is killed leaves the store as
-it was: its temporary and unregistered files are invisible and are removed
-by the next run.
+it was: its temporary and unregistered files (published folders included) are
+invisible and are removed by the next run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,19 +364,32 @@ class Store:
             yield con
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def read(
+        self,
+        *,
+        sandbox: bool = False,
+        writable: Sequence[Path] = (),
+        memory_limit: str | None = None,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only catalog connection whose views point at this store's current path.
 
         A DuckDB error that comes from a damaged store (its catalog, a missing or cut
         table file) is raised as a `StoreError` naming the file; a table with a damaged
-        file has no view, so queries over the others still run."""
+        file has no view, so queries over the others still run. With `sandbox` (for SQL
+        a user wrote) the connection can open the store's registered table files and
+        the `writable` paths, and no other file, for good (`catalog.lock_down`)."""
         damaged: dict[str, str] = {}
         with (
             catalog.connect(self.catalog_path, read_only=True) as con,
             catalog.store_errors(self.root, damaged),
         ):
-            damaged.update(catalog.create_views(con, self.root, temporary=True))
+            views = catalog.create_views(con, self.root, temporary=True)
+            damaged.update(views.damaged)
             self.damaged = damaged
+            if memory_limit:
+                con.execute(f"SET memory_limit = '{memory_limit}'")
+            if sandbox:
+                catalog.lock_down(con, views.files, [str(p) for p in writable])
             yield con
 
     def store_error(self, exc: BaseException) -> StoreError | None:
@@ -404,8 +417,7 @@ class Store:
     ) -> Iterator[pa.RecordBatchReader]:
         """A read-only query's result as batches, never whole in this process (DuckDB
         spills its sorts past `COPY_MEMORY_LIMIT`)."""
-        with self.read() as con:
-            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+        with self.read(memory_limit=COPY_MEMORY_LIMIT) as con:
             yield con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
 
     def copy_to(
@@ -414,15 +426,18 @@ class Store:
         path: Path,
         params: list[Any] | dict[str, Any] | None = None,
         row_group_rows: int = 16_384,
+        sandbox: bool = False,
     ) -> int:
         """Write a read-only query's result to a Parquet file without holding it in this
-        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count."""
-        with self.read() as con:
-            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count.
+        With `sandbox` (a query holding SQL a user wrote) DuckDB may open only the store's
+        table files and `path` (see `read`)."""
+        with self.read(sandbox=sandbox, writable=[path], memory_limit=COPY_MEMORY_LIMIT) as con:
             target = str(path).replace("'", "''")
             con.execute(
                 f"COPY ({sql}) TO '{target}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows})",
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows}, "
+                "USE_TMP_FILE false)",
                 params or None,
             )
         return pq.ParquetFile(path).metadata.num_rows
@@ -473,9 +488,12 @@ class Store:
             yield con
 
     def _remove_orphans(self) -> None:
-        """Delete files left by a run that died before its catalog commit."""
+        """Delete files left by a run that died before its catalog commit: unregistered
+        table files, staged `*.tmp` files and folders, scratch, and published versions
+        renamed into place but not in `publications`."""
         with self.read() as con:
             known = {r[0] for r in con.execute("SELECT path FROM files").fetchall()}
+            published = {r[0] for r in con.execute("SELECT path FROM publications").fetchall()}
         for path in sorted((self.root / "tables").glob("*/*")):
             rel = str(path.relative_to(self.root))
             if rel not in known and (path.suffix in (".tmp", ".parquet")):
@@ -485,6 +503,11 @@ class Store:
             log.info("removing unfinished %s", path.relative_to(self.root))
             _remove(path)
         _remove(self.root / "work")  # staged inputs of runs that died
+        for path in sorted(self.root.glob("published/*/v*")):
+            rel = str(path.relative_to(self.root))
+            if rel not in published:  # its run was killed between renaming and committing
+                log.info("removing unpublished %s", rel)
+                _remove(path)
 
     def item_count(self) -> int:
         """Rows in `items`, from the file registry (no data is read)."""
