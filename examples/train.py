@@ -7,7 +7,9 @@ Reads the latest published version of the selection with `SelectionFeed`
 importance weights in its loss (sum(w * loss) / sum(w)), and reports accuracy
 on the kept items that were not selected. Run `thresher demo --store DIR`
 first for a store with a published selection named "train" and a "topic"
-label.
+label, or publish a selection you made with `thresher publish STORE NAME`.
+Selected rows with no label (a partly labelled store) are skipped; the
+first epoch says how many.
 
 Distributed data parallel on CPU (gloo), each rank reading its own share of
 the rows:
@@ -100,13 +102,19 @@ def main() -> None:
     loader = feed.loader()
     for epoch in range(args.epochs):
         feed.set_epoch(epoch)
-        total, weight_sum, rows = 0.0, 0.0, 0
+        total, weight_sum, rows, unlabelled = 0.0, 0.0, 0, 0
         # ranks may get one batch more or less: join() keeps DDP from waiting forever
         with model.join() if distributed else _nothing():  # type: ignore[operator]
             for batch in loader:
-                y = torch.tensor([code[v] for v in batch[label]])
-                w = batch["weight"]
-                loss = (w * loss_fn(model(batch[text]), y)).sum() / w.sum()
+                # a partly labelled store: selected rows without a label are skipped
+                has = [v is not None for v in batch[label]]
+                unlabelled += len(has) - sum(has)
+                if not any(has):
+                    continue
+                y = torch.tensor([code[v] for v in batch[label] if v is not None])
+                w = batch["weight"][torch.tensor(has)]
+                texts = [t for t, keep in zip(batch[text], has, strict=True) if keep]
+                loss = (w * loss_fn(model(texts), y)).sum() / w.sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -115,7 +123,10 @@ def main() -> None:
                 rows += len(y)
         # one write per line: torchrun's ranks share stdout unbuffered, and print() writes
         # the text and its newline separately, so two ranks' lines would run together
-        sys.stdout.write(f"rank {rank} epoch {epoch}: {rows} rows, loss {total / weight_sum:.4f}\n")
+        loss_text = f"{total / weight_sum:.4f}" if weight_sum else "-"
+        sys.stdout.write(f"rank {rank} epoch {epoch}: {rows} rows, loss {loss_text}\n")
+        if epoch == 0 and unlabelled:
+            sys.stdout.write(f"rank {rank}: skipped {unlabelled} selected rows with no label\n")
     if rank != 0:
         torch.distributed.destroy_process_group()
         return

@@ -98,7 +98,7 @@ def _open_store(path: str) -> Any:
 # commands that may start Ray or Prefect's ephemeral server: a watchdog ends them with
 # thresher, however thresher ends (see flows/watchdog.py)
 STARTS_PROCESSES = {"ingest", "dedup", "embed", "score", "select", "export", "learn", "label"}
-STARTS_PROCESSES |= {"search", "demo", "run", "schedule"}
+STARTS_PROCESSES |= {"search", "demo", "run", "schedule", "publish"}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -477,6 +477,38 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
     click.echo(
         f"{done.rows} rows of selection {name!r} version {done.version} written to {out_dir}"
     )
+
+
+@cli.command("publish")
+@click.argument("store")
+@click.argument("name")
+@click.option(
+    "--to",
+    "to_uri",
+    default=None,
+    metavar="URI",
+    help="Also copy the version to URI/NAME/vVERSION (a folder or s3://bucket/prefix).",
+)
+def publish_cmd(store: str, name: str, to_uri: str | None) -> None:
+    """Publish the latest version of selection NAME (made by `thresher select` or
+    `learn`) under STORE/published/NAME/vVERSION, where the trainer feed
+    (`SelectionFeed.from_store`) and examples/train.py read it. A version already
+    published is not written again."""
+    from thresher.flows.select import mirror, publish
+
+    pub = publish(_open_store(store), name)
+    if pub.new:
+        click.echo(
+            f"selection {name!r} ({pub.rows} rows, selection run {pub.selection_run}) "
+            f"published as version {pub.version}: {pub.path}"
+        )
+    else:
+        click.echo(
+            f"selection {name!r} (selection run {pub.selection_run}) is already published "
+            f"as version {pub.version}: {pub.path}; nothing to do"
+        )
+    if to_uri:
+        click.echo(f"copied to {mirror(pub, to_uri)}")
 
 
 @cli.command()

@@ -255,14 +255,14 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         report.selected,
         report.candidates - report.selected,
         skipped=not report.new,
-        detail=f"{s.name!r} version {report.run_id} ({report.policy}, keep {s.keep})",
+        detail=f"{s.name!r} from selection run {report.run_id} ({report.policy}, keep {s.keep})",
     )
 
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_task(cfg: cfgmod.CurateConfig) -> StageResult:
     pub = publish(Store(cfg.store), cfg.select.name)
-    detail = str(pub.path)
+    detail = f"version {pub.version}: {pub.path}"
     if cfg.select.publish_uri:  # also after a run cut short between publishing and copying
         detail += f" and {mirror(pub, cfg.select.publish_uri)}"
     return StageResult("publish", pub.rows, pub.rows, skipped=not pub.new, detail=detail)

@@ -82,6 +82,6 @@ def run_demo(
     echo(summary_table(search(store, text=probe, k=3).to_pylist()))
     pub = latest_publication(store, "train")
     assert pub is not None
-    echo(f"published selection 'train' ({pub.rows} rows): {pub.path}")
+    echo(f"published selection 'train' version {pub.version} ({pub.rows} rows): {pub.path}")
     echo(f'next: {program} sql {store.root} "SELECT * FROM runs"')
     return store

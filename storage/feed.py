@@ -171,7 +171,10 @@ class SelectionFeed(IterableDataset):
             rows = [r for r in rows if r["version"] == version]
         if not rows:
             what = f"version {version} of " if version is not None else ""
-            raise ThresherError(f"{store.root}: no published {what}selection {name!r}")
+            raise ThresherError(
+                f"{store.root}: no published {what}selection {name!r}; publish it with: "
+                f"thresher publish {store.root} {name}"
+            )
         return cls.from_dir(store.root / rows[0]["path"], **kwargs)
 
     @classmethod

@@ -30,6 +30,7 @@ COMMANDS = [
     "score",
     "select",
     "export",
+    "publish",
     "learn",
     "label",
     "demo",
