@@ -479,6 +479,25 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
     )
 
 
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the HTML page [default: STORE/report.html].",
+)
+def report(store: str, out: str | None) -> None:
+    """Write one self-contained HTML page (opens offline) of what curation did to
+    STORE: runs, the stage funnel, rejects, duplicates with examples, score histograms,
+    a map of the embeddings, the selection against the pool, learning curves."""
+    from thresher.flows.report import build
+
+    s = _open_store(store)
+    path = build(s, Path(out) if out else s.root / "report.html")
+    click.echo(f"report written to {path}")
+
+
 @cli.command("publish")
 @click.argument("store")
 @click.argument("name")

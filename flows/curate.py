@@ -42,8 +42,9 @@ from thresher.flows import config as cfgmod
 from thresher.flows import dedup as dedup_mod
 from thresher.flows.embed import embed
 from thresher.flows.filter import filter_items
+from thresher.flows.report import build as build_report
 from thresher.flows.score import score
-from thresher.flows.select import mirror, publish, select_items
+from thresher.flows.select import latest_publication, mirror, publish, select_items
 from thresher.scoring.embedders import EmbedderConfig
 from thresher.selection.filters import Rules
 from thresher.storage import queries
@@ -95,6 +96,9 @@ class CurateResult:
     store: str
     stages: list[StageResult] = field(default_factory=list)
     publication: str | None = None
+
+
+REPORT = "report.html"  # written beside each published version's Parquet parts
 
 
 def per_item_totals(results: list[StageResult]) -> tuple[int, int, int, int]:
@@ -261,8 +265,12 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_task(cfg: cfgmod.CurateConfig) -> StageResult:
-    pub = publish(Store(cfg.store), cfg.select.name)
+    store = Store(cfg.store)
+    pub = publish(store, cfg.select.name)
     detail = f"version {pub.version}: {pub.path}"
+    page = pub.path / REPORT
+    if not page.exists():  # also after a run cut short between publishing and the report
+        build_report(store, page)
     if cfg.select.publish_uri:  # also after a run cut short between publishing and copying
         detail += f" and {mirror(pub, cfg.select.publish_uri)}"
     return StageResult("publish", pub.rows, pub.rows, skipped=not pub.new, detail=detail)
@@ -307,11 +315,13 @@ def curate(config_path: str) -> dict[str, Any]:
             f"{r.stage}: {r.detail or ('skipped' if r.skipped else 'done')}" for r in results
         )
     rows = [r.row() for r in results]
+    pub = latest_publication(store, cfg.select.name)
+    page = f"; [report]({(pub.path / REPORT).as_uri()})" if pub else ""
     create_table_artifact(
         table=rows,
         key="thresher-curate-"
         + "".join(c if c.isalnum() else "-" for c in cfg.select.name.lower()),
-        description=f"thresher curate run {run.run_id} of store {store.root}",
+        description=f"thresher curate run {run.run_id} of store {store.root}{page}",
     )
     return {"run_id": run.run_id, "store": str(store.root), "stages": rows}
 

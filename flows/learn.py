@@ -9,6 +9,7 @@ importance weights); `thresher export` hands NAME to annotators and
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ def learn(
     """Select `budget` items to label in `rounds`, with importance weights, as selection
     `name`; `on_progress(done, total)` after each round's training."""
     check_name(name)
+    started = dt.datetime.now(dt.UTC)  # the run is opened once the loop is done
     model = vstore.pick_model(store, model)
     config = {
         "name": name,
@@ -82,11 +84,12 @@ def learn(
         seed,
         evaluate=_counting(lambda m: _train_accuracy(m, vectors, y), rounds + 1, on_progress),
     )
-    with store.run("learn", config) as run:
+    with store.run("learn", config, started) as run:
         n = len(result.selected)
         write_selection(run, name, ids[result.selected], result.weights)
         run.record(StageCounts("learn", name, len(ids), n, len(ids) - n, 0))
         run.message = f"{n} of {len(ids)} labelled by {strategy}"
+        run.config["curve"] = [[labels, accuracy] for labels, accuracy in result.curve]
     return LearnReport(run.run_id, name, strategy, len(ids), n, result.curve)
 
 

@@ -347,14 +347,14 @@ def texts(store: Store, ids: np.ndarray, text_column: str) -> list[str | None]:
 
 def item_columns(store: Store, ids: np.ndarray, columns: Sequence[str]) -> pa.Table:
     """`columns` of the items `ids`, in their order (nulls where an id is unknown)."""
-    names = ", ".join(f"i.{_ident(c)}" for c in columns)
+    names = ", ".join(f"i.{ident(c)}" for c in columns)
     return _by_ids(store, ids, f"SELECT {names} FROM wanted w LEFT JOIN items i USING (item_id)")
 
 
 def items_with_user_id(store: Store, id_column: str, value: str) -> list[int]:
     """The item_ids (at most 2) whose `id_column` reads `value` as text (`--like-id`)."""
     rows = store.query(
-        f"SELECT item_id FROM items WHERE CAST({_ident(id_column)} AS VARCHAR) = $v "
+        f"SELECT item_id FROM items WHERE CAST({ident(id_column)} AS VARCHAR) = $v "
         "ORDER BY item_id LIMIT 2",
         {"v": value},
     )
@@ -373,7 +373,7 @@ def _one_role(store: Store, role: str) -> str | None:
     return cols[0].as_py() if len(cols) == 1 else None
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     """A column name as a quoted SQL identifier (any character, `"` included)."""
     return '"' + name.replace('"', '""') + '"'
 
