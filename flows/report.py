@@ -156,10 +156,11 @@ def _map(store: Store, selection: str | None) -> str:
     clusters = np.array([-1 if c is None else c for c in sample.column("cluster").to_pylist()])
     chosen = np.array(sample.column("selected").to_pylist(), dtype=bool)
     fig, ax = _figure(7, 5)
-    ax.scatter(xy[:, 0], xy[:, 1], c=clusters, cmap="tab20", s=6, alpha=0.6, linewidths=0,
+    ax.scatter(xy[:, 0], xy[:, 1], c=clusters, cmap="tab10", s=7, alpha=0.8, linewidths=0,
                rasterized=True)  # fmt: skip
     if chosen.any():
-        ax.scatter(*xy[chosen].T, s=14, facecolors="none", edgecolors="k", linewidths=0.5,
+        ax.scatter(*xy[chosen].T, s=12, facecolors="none", edgecolors="k", linewidths=0.3,
+                   alpha=0.5,
                    rasterized=True,
                    label=f"selected ({selection})")  # fmt: skip
         ax.legend(loc="upper right")
