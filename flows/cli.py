@@ -108,11 +108,19 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("store")
-def init(store: str) -> None:
-    """Create an empty store at STORE (or refresh the views of an existing one)."""
+@click.option("--text-column", help="On an existing store: the text column of its sources.")
+@click.option("--label-column", help="On an existing store: the label column of its sources.")
+def init(store: str, text_column: str | None, label_column: str | None) -> None:
+    """Create an empty store at STORE (or refresh the views of an existing one).
+
+    With --text-column or --label-column, name that column for every source ingested
+    so far: the fix for a store ingested without (or with the wrong) --text-column."""
     from thresher.storage.store import Store
 
     s = Store.init(store)
+    roles = {"text_column": text_column, "label_column": label_column}
+    if given := {k: v for k, v in roles.items() if v}:
+        s.set_roles(given)
     click.echo(f"store ready at {s.root}")
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from thresher.storage import schemas
 from thresher.storage.errors import SourceError
 from thresher.storage.uri import RemoteFile
 
@@ -86,6 +87,7 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[Chunk]:
     pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     total_rows = max(pf.metadata.num_rows, 1)
     size = path.stat().st_size
+    yield Chunk(pf.schema_arrow.empty_table(), np.zeros(0, np.int64))  # the columns, first
     # rows per chunk from the width of the first rows in memory (Parquet's own sizes are
     # of its encoding: a third of the Arrow size for float vectors here)
     probe = next(pf.iter_batches(batch_size=min(batch_rows, 1024)), None)
@@ -136,27 +138,72 @@ def _json_chunk(
 ) -> Chunk:
     try:
         table = pa.Table.from_pylist(records)
-    except (pa.ArrowException, TypeError, ValueError):
-        # Mixed types within one column: keep each such column as JSON text.
-        table = _from_mixed_records(records)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        records, rows, too_big = _drop_big_ints(records, rows)
+        rejects = sorted([*rejects, *too_big])
+        try:
+            table = pa.Table.from_pylist(records)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise _mixed_types(path, records, rows) from exc
     return Chunk(table, np.asarray(rows, dtype=np.int64), rejects, done)
 
 
-def _from_mixed_records(records: list[dict]) -> pa.Table:
-    names: dict[str, None] = {}
-    for r in records:
-        names.update(dict.fromkeys(r))
-    columns = {}
-    for name in names:
-        values = [r.get(name) for r in records]
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _big_int(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not _INT64[0] <= value <= _INT64[1]
+    if isinstance(value, dict):
+        return any(_big_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_big_int(v) for v in value)
+    return False
+
+
+def _drop_big_ints(
+    records: list[dict], rows: list[int]
+) -> tuple[list[dict], list[int], list[tuple[int, str, str]]]:
+    """Records that no column type can hold become rejects: an integer beyond int64
+    anywhere in a value, or a value (a list) whose own items mix types."""
+    keep_records, keep_rows, rejects = [], [], []
+    for record, row in zip(records, rows, strict=True):
+        reason = next((r for k, v in record.items() if (r := _bad_value(k, v))), None)
+        if reason is None:
+            keep_records.append(record)
+            keep_rows.append(row)
+        else:
+            rejects.append((row, reason, json.dumps(record)))
+    return keep_records, keep_rows, rejects
+
+
+def _bad_value(column: str, value: Any) -> str | None:
+    if _big_int(value):
+        return f"integer beyond int64 in column {column!r}"
+    if isinstance(value, list | dict):
         try:
-            columns[name] = pa.array(values)
+            pa.array([value])
         except (pa.ArrowException, TypeError, ValueError):
-            columns[name] = pa.array(
-                [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
-                pa.string(),
-            )
-    return pa.table(columns)
+            return f"values of mixed types in column {column!r}"
+    return None
+
+
+def _mixed_types(path: Path, records: list[dict], rows: list[int]) -> SourceError:
+    """The error for a column whose values have types no one column can hold."""
+    first: dict[str, pa.DataType] = {}
+    for record, row in zip(records, rows, strict=True):
+        for name, value in record.items():
+            if value is None:
+                continue
+            kind = pa.array([value]).type
+            seen = first.setdefault(name, kind)
+            if not schemas.compatible(seen, kind):
+                return SourceError(
+                    f"{path}: column {name!r} is {kind} here but {seen} earlier in this file; "
+                    f"one column must keep one type (line {row})"
+                )
+            first[name] = schemas.widest(seen, kind)
+    return SourceError(f"{path}: values of one column cannot be read as one type")
 
 
 def _raw(line: bytes) -> str:
@@ -199,6 +246,7 @@ def _csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(check_utf8=False, strings_can_be_null=True),
         )
+        yield Chunk(reader.schema.empty_table(), np.zeros(0, np.int64))  # the columns, first
         start = 1
         for batch in reader:
             table = pa.Table.from_batches([batch])

@@ -39,6 +39,8 @@ from thresher.storage.errors import ThresherError
 
 log = logging.getLogger(__name__)
 
+# the columns a store's sources name, each for one use (`thresher ingest --text-column`...)
+ROLES = ("id_column", "text_column", "label_column", "embedding_column")
 # what one DuckDB query that stages a stage's input may hold in memory before it spills
 COPY_MEMORY_LIMIT = "1GB"
 
@@ -166,6 +168,7 @@ class Run:
     sources: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
     catalog_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)  # set on every source at commit
     _staged: list[tuple[str, Path, int, int | None]] = field(default_factory=list)
     _staged_paths: list[Path] = field(default_factory=list)
     _writers: list[TableWriter] = field(default_factory=list)
@@ -274,6 +277,9 @@ class Run:
                 con.execute(
                     f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values())
                 )
+            for role, column in self.roles.items():
+                assert role in ROLES, role
+                con.execute(f"UPDATE sources SET {role} = ?", [column])
             for s in self.stages:
                 con.execute(
                     "INSERT INTO stages VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?)",
@@ -334,6 +340,7 @@ class Store:
         if path.is_dir() and any(path.iterdir()) and not (path / catalog.CATALOG_FILE).exists():
             raise ThresherError(f"{path} is a non-empty directory without a thresher catalog")
         (path / "tables").mkdir(parents=True, exist_ok=True)
+        (path / ".lock").touch()  # there from the start: a run that fails adds no file
         with catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con:
             catalog.create(con)
             catalog.create_views(con, path)
@@ -456,10 +463,38 @@ class Store:
                 ).fetchall()
             ]
         if not names:
-            raise ThresherError(f"store {self.root} has no text column: ingest with --text-column")
+            raise ThresherError(
+                f"store {self.root} has no text column: name it with "
+                f"thresher init {self.root} --text-column COLUMN"
+            )
         if len(names) > 1:
             raise ThresherError(f"store {self.root} has several text columns: {', '.join(names)}")
         return names[0]
+
+    def set_roles(self, roles: dict[str, str]) -> None:
+        """Name the text or label column of every source ingested so far (a store ingested
+        without --text-column, or with the wrong one). The column must be one of the items'
+        columns; with no items yet, any name is recorded."""
+        unknown = sorted(set(roles) - {"text_column", "label_column"})
+        assert not unknown, unknown
+        with self.read() as con:
+            (sources,) = con.execute("SELECT count(*) FROM sources").fetchall()[0]
+            columns = [d[0] for d in con.execute("SELECT * FROM items LIMIT 0").description]
+        if not sources:
+            raise ThresherError(
+                f"store {self.root} has no sources yet: name the columns when you ingest"
+            )
+        have = [c for c in columns if c not in ("item_id", "batch_id")]
+        for role, column in roles.items():
+            if have and column not in have:
+                option = "--" + role.replace("_", "-")
+                raise ThresherError(
+                    f"store {self.root}: no column {column!r} ({option}); "
+                    f"columns: {', '.join(have)}"
+                )
+        with self.run("init", dict(roles)) as run:
+            run.roles.update(roles)
+            run.message = ", ".join(f"{k} = {v}" for k, v in roles.items())
 
     def table_files(self, table: str) -> list[Path]:
         with self.read() as con:
