@@ -327,9 +327,8 @@ def _by_ids(store: Store, ids: np.ndarray, select: str) -> pa.Table:
 
 def texts(store: Store, ids: np.ndarray, text_column: str) -> list[str | None]:
     """The text of each of `ids`, in their order (None where an id is unknown)."""
-    rows = _by_ids(
-        store, ids, f'SELECT i."{text_column}" FROM wanted w LEFT JOIN items i USING (item_id)'
-    )
+    column = _quote(text_column)
+    rows = _by_ids(store, ids, f"SELECT i.{column} FROM wanted w LEFT JOIN items i USING (item_id)")
     return rows.column(0).to_pylist()
 
 
