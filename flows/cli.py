@@ -565,8 +565,12 @@ def embed(
     """
     from thresher.flows.embed import IndexConfig
     from thresher.flows.embed import embed as run_embed
-    from thresher.scoring.embedders import EmbedderConfig
+    from thresher.scoring.embedders import EmbedderConfig, model_path
 
+    try:
+        model_path(model)  # there, not loaded: a wrong name fails before anything runs
+    except ThresherError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
     s = _open_store(store)
     cfg = EmbedderConfig(
         model=model, max_seq_length=max_seq_length, int8=int8, batch_size=batch_size

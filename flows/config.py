@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thresher.scoring.embedders import Device
+from thresher.scoring.embedders import BUILTIN, Device, model_path
 from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
-from thresher.storage.errors import ConfigError
+from thresher.storage.errors import ConfigError, ThresherError
 from thresher.storage.readers import Format
 
 
@@ -167,6 +167,7 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
     sections["ingest"] = dataclasses.replace(
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
+    sections["embed"] = _embed_model(sections["embed"], base, fail)
     target = sections["select"].publish_uri
     if target is not None:
         if not target.strip():
@@ -175,6 +176,18 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
             sections["select"], publish_uri=_resolve(base, target)
         )
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
+
+
+def _embed_model(embed: EmbedSection, base: Path, fail) -> EmbedSection:
+    """A bundled model name as it is; a folder resolved and checked (not loaded)."""
+    model = embed.model if embed.model in BUILTIN else _resolve(base, embed.model)
+    try:
+        model_path(model)
+    except ThresherError as exc:
+        raise fail(
+            f"[embed] model: {str(exc).replace(repr(model), repr(embed.model), 1)}"
+        ) from None
+    return dataclasses.replace(embed, model=model)
 
 
 def _resolve(base: Path, value: str) -> str:
