@@ -339,6 +339,8 @@ def _read_file(
             validator.check_columns(name, chunk.table)
             checked = True
         kept, rejected = _process_chunk(chunk, salt, report.batch_id or 0, validator, name)
+        if chunk.line_of is not None:  # CSV: record numbers to the lines they start on
+            rejected = [(chunk.line_of(r), why, raw) for r, why, raw in sorted(rejected)]
         if kept.num_rows:
             validator.types.check(name, kept.schema)
         items.write(kept)
@@ -357,13 +359,17 @@ def _process_chunk(
     chunk: Chunk, salt: int, batch_id: int, validator: Validator, source: str
 ) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     table, rows = chunk.table, chunk.rows
+    lines = rows if chunk.records is None else chunk.records  # what `rejects.row` says
     rejected = list(chunk.rejects)
     if table.num_rows == 0:
         return table, rejected
     table = _with_role_columns(table, validator.roles)
     if text := validator.roles.get("text_column"):
-        table, rows, undecodable = readers.drop_undecodable(table, rows, [text])
-        rejected += undecodable
+        table, keep, undecodable = readers.drop_undecodable(
+            table, np.arange(table.num_rows), [text]
+        )
+        rejected += [(int(lines[i]), reason, raw) for i, reason, raw in undecodable]
+        rows, lines = rows[keep], lines[keep]
         table = _text_as_string(table, text, source)
     bad, reasons = validator.bad_rows(table, source)
     id_column = validator.roles.get("id_column")
@@ -375,7 +381,7 @@ def _process_chunk(
             reasons[i] = f"duplicate id {table.column(id_column)[int(i)].as_py()!r}"
         bad |= dup
     if bad.any():
-        rejected += _raw_rows(table, rows, bad, reasons)
+        rejected += _raw_rows(table, lines, bad, reasons)
         table, ids = table.filter(pa.array(~bad)), ids[~bad]
     table = table.add_column(0, "batch_id", pa.array(np.full(len(ids), batch_id, np.int64)))
     table = table.add_column(0, "item_id", pa.array(ids))

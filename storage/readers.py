@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
 import os
+import re
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +50,9 @@ class Chunk:
     rows: np.ndarray
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
     bytes_done: int = 0
+    # CSV: each row's record number, and the line a record starts on (rejects' `row`)
+    records: np.ndarray | None = None
+    line_of: Callable[[int], int] | None = None
 
 
 def detect_format(path: Path | RemoteFile, fmt: Format) -> str:
@@ -227,15 +232,11 @@ def _csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
     bad: list[tuple[int, str, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        bad.append(
-            (
-                row.number or 0,
-                f"{row.actual_columns} fields, expected {row.expected_columns}",
-                row.text,
-            )
-        )
+        reason = f"{row.actual_columns} fields, expected {row.expected_columns}"
+        bad.append((row.number or 0, reason, row.text))
         return "skip"
 
+    lines = _RecordLines(path)
     with open(path, "rb") as fh:
         counter = _CountingReader(fh)
         reader = pacsv.open_csv(
@@ -252,11 +253,90 @@ def _csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
             table = pa.Table.from_batches([batch])
             rows = np.arange(start, start + table.num_rows, dtype=np.int64)
             start += table.num_rows
-            table, rows, undecodable = drop_undecodable(table, rows)
-            yield Chunk(table, rows, [*bad, *undecodable], counter.done)
-            bad.clear()
-        if bad:
-            yield Chunk(pa.table({}), np.zeros(0, np.int64), list(bad), counter.done)
+            at, invalid = lines.records(table.num_rows, bad)
+            table, keep, undecodable = drop_undecodable(table, np.arange(table.num_rows))
+            undecodable = [(int(at[i]), reason, raw) for i, reason, raw in undecodable]
+            rejects = [*invalid, *undecodable]
+            yield Chunk(table, rows[keep], rejects, counter.done, at[keep], lines.line)
+        _, invalid = lines.records(0, bad, final=True)
+        if invalid:
+            empty = np.zeros(0, np.int64)
+            yield Chunk(pa.table({}), empty, invalid, counter.done, empty, lines.line)
+
+
+# one CSV record as pyarrow's parser reads it: fields split at commas, a field that starts
+# with a quote runs to its closing quote ("" inside is a quote, newlines are kept), and a
+# record ends at \n, \r\n or \r
+_FIELD = rb'(?:"(?:[^"]|"")*"?[^,\r\n]*|[^,\r\n]*)'
+_RECORD = re.compile(_FIELD + rb"(?:," + _FIELD + rb")*(?:\r\n|\n|\r)?")
+
+
+class _RecordLines:
+    """The line (1-based, counting \\n) on which each CSV record starts, for `rejects.row`.
+    pyarrow numbers records (the header is record 1, empty lines are skipped) and a quoted
+    field may hold newlines, so a line is found by scanning the file alongside, only as far
+    as a reject needs (a file with no rejects is not scanned)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lines: Iterator[int] | None = None
+        self._scanned = 1  # records whose line `_lines` has given
+        self._line = 0
+        self._record = 2  # the next record a valid row can be
+        self._pending: dict[int, list[tuple[str, str]]] = {}
+
+    def records(
+        self, n: int, invalid: list[tuple[int, str, str]], final: bool = False
+    ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+        """Record numbers of the next `n` valid rows, and the invalid rows (taken out of
+        `invalid`, numbered by record) passed on the way; `final`: every invalid row."""
+        for number, reason, text in invalid:
+            self._pending.setdefault(number, []).append((reason, text))
+        invalid.clear()
+        out, placed, filled = np.zeros(n, np.int64), [], 0
+        while filled < n or (final and any(k >= self._record for k in self._pending)):
+            if not self._pending and filled < n:  # the common case: no invalid row near
+                out[filled:] = np.arange(self._record, self._record + n - filled)
+                self._record += n - filled
+                break
+            if self._record in self._pending:
+                placed += [(self._record, r, t) for r, t in self._pending.pop(self._record)]
+            elif filled < n:
+                out[filled] = self._record
+                filled += 1
+            self._record += 1
+        for number in [k for k in self._pending if k < self._record]:  # unknown: line 0
+            placed += [(0, r, t) for r, t in self._pending.pop(number)]
+        return out, placed
+
+    def line(self, record: int) -> int:
+        """The line record `record` starts on (records asked in increasing order; 0 for
+        one asked out of order, or unknown)."""
+        if record < max(2, self._scanned):
+            return 0
+        if self._lines is None:
+            self._lines = _scan_records(self._path)
+            next(self._lines, None)  # the header
+        while self._scanned < record:
+            self._line = next(self._lines, 0)
+            self._scanned += 1
+        return self._line
+
+
+def _scan_records(path: Path) -> Iterator[int]:
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            pos, line = 0, 1
+            while pos < len(buf):
+                match = _RECORD.match(buf, pos)
+                assert match is not None  # every field may be empty
+                text = match.group()
+                if text.strip(b"\r\n"):
+                    yield line
+                line += text.count(b"\n")
+                pos = max(match.end(), pos + 1)
 
 
 def drop_undecodable(

@@ -175,6 +175,40 @@ def test_embedding_column_of_strings_is_refused(store, tmp_path) -> None:
 # 7. rejects.row is the line a row starts on
 
 
+def test_csv_reject_row_is_the_line_it_starts_on(store, tmp_path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'id,text\n1,"two\nlines"\n2,\n\n3,"a ""q""\nb\nc"\n4,  \n5,x,y\n6,ok\n')
+    report = ingest(store, [str(path)], TEXT)
+    assert (report.kept, report.rejected) == (3, 3)
+    rows = store.query("SELECT row, reason FROM rejects ORDER BY row").to_pylist()
+    assert [r["row"] for r in rows] == [4, 9, 10]
+    kept = store.query("SELECT id FROM items ORDER BY id").column(0).to_pylist()
+    assert kept == [1, 3, 6]
+
+
+def test_csv_reject_rows_stay_lines_across_blocks(store, tmp_path) -> None:
+    lines, expect, line = ["id,text"], [], 2
+    for i in range(20_000):
+        if i % 500 == 0:
+            rec = f"{i},a,b"  # wrong field count: pyarrow's own reject
+        elif i % 333 == 0:
+            rec = f"{i},"  # empty text: thresher's reject
+        elif i % 7 == 0:
+            rec = f'{i},"multi\nline ""q"" {i}"'
+        else:
+            rec = f"{i},text {i}"
+        if i % 500 == 0 or (i % 333 == 0):
+            expect.append(line)
+        lines.append(rec)
+        line += rec.count("\n") + 1
+        if i % 1000 == 999:
+            lines.append("")
+            line += 1
+    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n")
+    ingest(store, [str(tmp_path / "a.csv")], IngestConfig(text_column="text", batch_rows=300))
+    assert store.query("SELECT row FROM rejects ORDER BY row").column(0).to_pylist() == expect
+
+
 def test_jsonl_reject_row_is_its_line(store, tmp_path) -> None:
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"text": "a"}\n\n{"text": ""}\n')
