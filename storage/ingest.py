@@ -342,6 +342,7 @@ def _read_file(
         if chunk.line_of is not None:  # CSV: record numbers to the lines they start on
             rejected = [(chunk.line_of(r), why, raw) for r, why, raw in sorted(rejected)]
         if kept.num_rows:
+            kept = schemas.storable(name, kept)
             validator.types.check(name, kept.schema)
         items.write(kept)
         rejects.write(_rejects_table(name, rejected, run.run_id))

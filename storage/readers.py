@@ -247,6 +247,10 @@ def _csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(check_utf8=False, strings_can_be_null=True),
         )
+        try:
+            reader.schema.names  # noqa: B018 (decodes the header)
+        except UnicodeDecodeError:
+            raise SourceError(f"{path}: the CSV header is not UTF-8 text") from None
         yield Chunk(reader.schema.empty_table(), np.zeros(0, np.int64))  # the columns, first
         start = 1
         for batch in reader:

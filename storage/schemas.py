@@ -69,6 +69,31 @@ def widest(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return a
 
 
+def _has_empty_struct(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return t.num_fields == 0 or any(_has_empty_struct(f.type) for f in t)
+    if _kind(t) == "list":
+        return _has_empty_struct(t.value_type)
+    return False
+
+
+def storable(source: str, table: pa.Table) -> pa.Table:
+    """`table` as Parquet can store it: a column of empty JSON objects (`{}`, a struct
+    with no fields, which Parquet cannot write) becomes a column of nulls; an empty
+    object inside a list or an object is refused."""
+    for i, f in enumerate(table.schema):
+        if not _has_empty_struct(f.type):
+            continue
+        if pa.types.is_struct(f.type) and f.type.num_fields == 0:
+            table = table.set_column(i, f.name, pa.nulls(table.num_rows))
+            continue
+        raise SourceError(
+            f"{source}: column {f.name!r} is {f.type}: an empty object inside a value "
+            "cannot be stored; drop it or give it a field"
+        )
+    return table
+
+
 class ColumnTypes:
     """The type of every column seen so far (the store's, then each chunk's)."""
 
@@ -107,6 +132,14 @@ def check_roles(source: str, names: Iterable[str], roles: Mapping[str, str]) -> 
     for role, column in roles.items():
         if column not in have:
             raise SourceError(
-                f"{source}: no column {column!r} ({ROLE_OPTIONS[role]}); "
-                f"columns: {', '.join(have) or '(none)'}"
+                f"{source}: no column {column!r} ({ROLE_OPTIONS[role]}); columns: {listing(have)}"
             )
+
+
+def listing(names: Iterable[str]) -> str:
+    """Column names for a one-line message: as they are, or quoted where a name is empty,
+    holds a comma or a character that does not print (a newline would end the line)."""
+    plain = [
+        n if n and n.isprintable() and "," not in n and n == n.strip() else repr(n) for n in names
+    ]
+    return ", ".join(plain) or "(none)"

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.storage import catalog
+from thresher.storage import catalog, schemas
 from thresher.storage.errors import ThresherError
 
 log = logging.getLogger(__name__)
@@ -490,7 +490,7 @@ class Store:
                 option = "--" + role.replace("_", "-")
                 raise ThresherError(
                     f"store {self.root}: no column {column!r} ({option}); "
-                    f"columns: {', '.join(have)}"
+                    f"columns: {schemas.listing(have)}"
                 )
         with self.run("init", dict(roles)) as run:
             run.roles.update(roles)

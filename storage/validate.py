@@ -58,7 +58,12 @@ class Validator:
 
     def check_columns(self, path: str, table: pa.Table) -> None:
         names = table.column_names
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise SourceError(f"{path}: column {twice[0]!r} appears more than once; rename one")
         schemas.check_roles(path, names, self.roles)
+        if embedding_column := self.roles.get("embedding_column"):
+            _vectors(path, embedding_column, table.column(embedding_column))
         for name in RESERVED:
             if name in names:
                 raise SourceError(f"{path}: column {name!r} is reserved by thresher; rename it")

@@ -221,3 +221,45 @@ def test_reject_rows_are_json(store, tmp_path) -> None:
     ingest(store, [str(path)], TEXT)
     raw = store.query("SELECT raw FROM rejects").column(0)[0].as_py()
     assert json.loads(raw) == {"text": " "}
+
+
+# 8. what the fuzzer (test_ingest_fuzz.py) found
+
+
+def test_column_names_that_do_not_print_are_quoted_in_one_line_messages(store, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [{"\n": 1, "": 2, "a,b": 3, "ok": 4}])
+    with pytest.raises(SourceError) as info:
+        ingest(store, [str(path)], TEXT)
+    assert str(info.value).endswith("columns: '\\n', '', 'a,b', ok")
+
+
+def test_a_column_of_empty_objects_is_stored_as_nulls(store, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": "a", "m": {}}, {"text": "b", "m": {}}])
+    later = write_jsonl(tmp_path / "b.jsonl", [{"text": "c", "m": {"k": 1}}])
+    ingest(store, [str(path), str(later)], TEXT)
+    got = store.query("SELECT text, m FROM items ORDER BY text").to_pylist()
+    assert got == [{"text": "a", "m": None}, {"text": "b", "m": None}, {"text": "c", "m": {"k": 1}}]
+    nested = write_jsonl(tmp_path / "c.jsonl", [{"text": "d", "l": [{}]}])
+    refused(store, [nested], TEXT, "an empty object inside a value cannot be stored")
+
+
+def test_an_embedding_source_with_no_rows_is_checked_and_leaves_the_views_readable(
+    store, tmp_path
+) -> None:
+    pq.write_table(pa.table({"emb": pa.array([], pa.int32())}), tmp_path / "a.parquet")
+    cfg = IngestConfig(embedding_column="emb")
+    refused(store, [tmp_path / "a.parquet"], cfg, r"column 'emb' is int32, not a list of numbers")
+    schema = pa.schema([("emb", pa.list_(pa.float32()))])
+    pq.write_table(schema.empty_table(), tmp_path / "b.parquet")
+    ingest(store, [str(tmp_path / "b.parquet")], cfg)
+    assert store.query("SELECT * FROM embeddings").num_rows == 0
+
+
+def test_a_csv_header_that_is_not_utf8_is_refused(store, tmp_path) -> None:
+    (tmp_path / "a.csv").write_bytes(b"\x80\n1\n")
+    refused(store, [tmp_path / "a.csv"], IngestConfig(), r"a\.csv: the CSV header is not UTF-8")
+
+
+def test_a_column_name_given_twice_is_refused(store, tmp_path) -> None:
+    (tmp_path / "a.csv").write_bytes(b"text,text\na,b\n")
+    refused(store, [tmp_path / "a.csv"], IngestConfig(), "column 'text' appears more than once")
