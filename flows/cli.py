@@ -115,12 +115,13 @@ def init(store: str, text_column: str | None, label_column: str | None) -> None:
 
     With --text-column or --label-column, name that column for every source ingested
     so far: the fix for a store ingested without (or with the wrong) --text-column."""
+    from thresher.storage.roles import set_roles
     from thresher.storage.store import Store
 
     s = Store.init(store)
     roles = {"text_column": text_column, "label_column": label_column}
     if given := {k: v for k, v in roles.items() if v}:
-        s.set_roles(given)
+        set_roles(s, given)
     click.echo(f"store ready at {s.root}")
 
 

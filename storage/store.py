@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.storage import catalog, schemas
+from thresher.storage import catalog
 from thresher.storage.errors import ThresherError
 
 log = logging.getLogger(__name__)
@@ -470,31 +470,6 @@ class Store:
         if len(names) > 1:
             raise ThresherError(f"store {self.root} has several text columns: {', '.join(names)}")
         return names[0]
-
-    def set_roles(self, roles: dict[str, str]) -> None:
-        """Name the text or label column of every source ingested so far (a store ingested
-        without --text-column, or with the wrong one). The column must be one of the items'
-        columns; with no items yet, any name is recorded."""
-        unknown = sorted(set(roles) - {"text_column", "label_column"})
-        assert not unknown, unknown
-        with self.read() as con:
-            (sources,) = con.execute("SELECT count(*) FROM sources").fetchall()[0]
-            columns = [d[0] for d in con.execute("SELECT * FROM items LIMIT 0").description]
-        if not sources:
-            raise ThresherError(
-                f"store {self.root} has no sources yet: name the columns when you ingest"
-            )
-        have = [c for c in columns if c not in ("item_id", "batch_id")]
-        for role, column in roles.items():
-            if have and column not in have:
-                option = "--" + role.replace("_", "-")
-                raise ThresherError(
-                    f"store {self.root}: no column {column!r} ({option}); "
-                    f"columns: {schemas.listing(have)}"
-                )
-        with self.run("init", dict(roles)) as run:
-            run.roles.update(roles)
-            run.message = ", ".join(f"{k} = {v}" for k, v in roles.items())
 
     def table_files(self, table: str) -> list[Path]:
         with self.read() as con:
