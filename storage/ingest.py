@@ -28,7 +28,7 @@ from typing import TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from thresher.storage import readers, schemas, uri
+from thresher.storage import readers, roles, schemas, uri
 from thresher.storage.errors import ThresherError
 from thresher.storage.readers import Chunk, Format, SourceError
 from thresher.storage.store import StageCounts, Store, TableWriter
@@ -185,6 +185,7 @@ def ingest(
     `on_progress(bytes_done, bytes_total)` is called as data is read.
     """
     cfg = config or IngestConfig()
+    roles.check_consistent(store, cfg.roles())
     files = expand_sources(sources, cfg.format)
     formats = [readers.detect_format(p, cfg.format) for p in files]
     with store.run("ingest", {"sources": [str(p) for p in files], **asdict(cfg)}) as run:

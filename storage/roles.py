@@ -8,7 +8,7 @@ source so far, in one run (its `runs` row says what changed).
 from __future__ import annotations
 
 from thresher.storage import schemas
-from thresher.storage.errors import ThresherError
+from thresher.storage.errors import ConfigError, ThresherError
 from thresher.storage.store import Store
 
 
@@ -35,3 +35,25 @@ def set_roles(store: Store, roles: dict[str, str]) -> None:
     with store.run("init", dict(roles)) as run:
         run.roles.update(roles)
         run.message = ", ".join(f"{k} = {v}" for k, v in roles.items())
+
+
+def check_consistent(store: Store, roles: dict[str, str]) -> None:
+    """Refuse a text or label column other than the one the store's sources name: later
+    commands need one of each (`Store.text_column`)."""
+    for role in ("text_column", "label_column"):
+        if role not in roles:
+            continue
+        with store.read() as con:
+            recorded = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT {role} FROM sources WHERE {role} IS NOT NULL ORDER BY 1"
+                ).fetchall()
+            ]
+        if recorded and roles[role] not in recorded:
+            option = "--" + role.replace("_", "-")
+            raise ConfigError(
+                f"{option} {roles[role]!r}: the store's sources name {recorded[0]!r}; "
+                f"ingest with {option} {recorded[0]!r}, or rename it for every source with "
+                f"thresher init {store.root} {option} {roles[role]!r}"
+            )

@@ -263,3 +263,16 @@ def test_a_csv_header_that_is_not_utf8_is_refused(store, tmp_path) -> None:
 def test_a_column_name_given_twice_is_refused(store, tmp_path) -> None:
     (tmp_path / "a.csv").write_bytes(b"text,text\na,b\n")
     refused(store, [tmp_path / "a.csv"], IngestConfig(), "column 'text' appears more than once")
+
+
+def test_a_second_text_column_is_refused_and_init_renames_it(store, tmp_path) -> None:
+    a = write_jsonl(tmp_path / "a.jsonl", [{"text": "one", "body": "uno"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"text": "two", "body": "dos"}])
+    ingest(store, [str(a)], TEXT)
+    before = digest(store)
+    with pytest.raises(ThresherError, match=r"--text-column 'body': the store's sources name"):
+        ingest(store, [str(b)], IngestConfig(text_column="body"))
+    assert digest(store) == before
+    assert run_cli("init", store.root, "--text-column", "body")[0] == 0
+    ingest(store, [str(b)], IngestConfig(text_column="body"))
+    assert store.text_column() == "body"
