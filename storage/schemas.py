@@ -69,28 +69,30 @@ def widest(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return a
 
 
-def _has_empty_struct(t: pa.DataType) -> bool:
+def _unstorable(t: pa.DataType) -> str | None:
+    """Why values of type `t` cannot be stored and read back, or None."""
     if pa.types.is_struct(t):
-        return t.num_fields == 0 or any(_has_empty_struct(f.type) for f in t)
+        if t.num_fields == 0:
+            return "an empty object ({}) inside a value cannot be stored"
+        if any(f.name == "" for f in t):
+            return 'an object with an empty key ("") cannot be read back'
+        return next((r for f in t if (r := _unstorable(f.type))), None)
     if _kind(t) == "list":
-        return _has_empty_struct(t.value_type)
-    return False
+        return _unstorable(t.value_type)
+    return None
 
 
 def storable(source: str, table: pa.Table) -> pa.Table:
-    """`table` as Parquet can store it: a column of empty JSON objects (`{}`, a struct
-    with no fields, which Parquet cannot write) becomes a column of nulls; an empty
-    object inside a list or an object is refused."""
+    """`table` as Parquet can store it and DuckDB read it back: a column of empty JSON
+    objects (`{}`, a struct with no fields, which Parquet cannot write) becomes a column
+    of nulls; an empty object inside a value, or an object key that is empty, is refused."""
     for i, f in enumerate(table.schema):
-        if not _has_empty_struct(f.type):
-            continue
         if pa.types.is_struct(f.type) and f.type.num_fields == 0:
             table = table.set_column(i, f.name, pa.nulls(table.num_rows))
-            continue
-        raise SourceError(
-            f"{source}: column {f.name!r} is {f.type}: an empty object inside a value "
-            "cannot be stored; drop it or give it a field"
-        )
+        elif reason := _unstorable(f.type):
+            raise SourceError(
+                f"{source}: column {f.name!r} is {f.type}: {reason}; change it in the source"
+            )
     return table
 
 

@@ -30,7 +30,7 @@ def id_keys(column: pa.ChunkedArray) -> np.ndarray:
     """uint64 keys from an id column: integers as they are (a float with an integer value
     too, so 100 and 100.0 are one id), anything else hashed."""
     if pa.types.is_integer(column.type):
-        return column.to_numpy().astype(np.int64).view(np.uint64)
+        return pc.fill_null(column, 0).to_numpy().astype(np.int64).view(np.uint64)
     values = column.to_pylist()
     return np.fromiter((_key(v) for v in values), np.uint64, len(values))
 

@@ -240,7 +240,7 @@ def test_a_column_of_empty_objects_is_stored_as_nulls(store, tmp_path) -> None:
     got = store.query("SELECT text, m FROM items ORDER BY text").to_pylist()
     assert got == [{"text": "a", "m": None}, {"text": "b", "m": None}, {"text": "c", "m": {"k": 1}}]
     nested = write_jsonl(tmp_path / "c.jsonl", [{"text": "d", "l": [{}]}])
-    refused(store, [nested], TEXT, "an empty object inside a value cannot be stored")
+    refused(store, [nested], TEXT, r"an empty object \(\{\}\) inside a value cannot be stored")
 
 
 def test_an_embedding_source_with_no_rows_is_checked_and_leaves_the_views_readable(
@@ -276,3 +276,8 @@ def test_a_second_text_column_is_refused_and_init_renames_it(store, tmp_path) ->
     assert run_cli("init", store.root, "--text-column", "body")[0] == 0
     ingest(store, [str(b)], IngestConfig(text_column="body"))
     assert store.text_column() == "body"
+
+
+def test_an_object_with_an_empty_key_is_refused(store, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": "a", "m": {"0": {"": 1}}}])
+    refused(store, [path], TEXT, r"column 'm' is .*: an object with an empty key")

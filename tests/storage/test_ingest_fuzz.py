@@ -96,17 +96,18 @@ def test_arbitrary_bytes(tmp_path_factory, data, suffix, cfg) -> None:
 
 @FUZZ
 @given(
-    lines=st.lists(
-        st.dictionaries(KEYS, JSON, max_size=4) | JSON,
-        max_size=8,
-    ),
+    lines=st.lists(st.dictionaries(KEYS, JSON, max_size=4) | JSON, max_size=8),
+    split=st.integers(0, 8),
     cfg=CONFIGS,
 )
-def test_arbitrary_json_values(tmp_path_factory, lines, cfg) -> None:
+def test_arbitrary_json_values(tmp_path_factory, lines, split, cfg) -> None:
     folder = tmp_path_factory.mktemp("json")
-    path = folder / "src.jsonl"
-    path.write_text("".join(json.dumps(v) + "\n" for v in lines))
-    check_ingest(folder, [path], cfg)
+    files = []
+    for name, part in (("a", lines[:split]), ("b", lines[split:])):  # one source, or two
+        if part or (name == "b" and not files):
+            files.append(folder / f"{name}.jsonl")
+            files[-1].write_text("".join(json.dumps(v) + "\n" for v in part))
+    check_ingest(folder, files, cfg)
 
 
 FIELD = st.text(alphabet='ab ,"\n\r\t\xe9', max_size=6)
