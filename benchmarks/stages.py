@@ -58,6 +58,7 @@ from _corpus import summaries
 ROOT = Path(__file__).resolve().parents[1]
 SMALL, LARGE = 100_000, 1_000_000
 DIM, FILES, GIB = 384, 4, 2**30
+FILE_ROWS, SLICE_ROWS = 1_000_000, 100_000  # rows per source file above 4M; per write
 STAGES = (  # noqa: SIM905
     "init ingest dedup-exact dedup-fuzzy dedup-semantic score-prototype score-uncertainty "
     "score-density select export filter"
@@ -96,8 +97,10 @@ def vectors(texts: list[str]) -> pa.Array:
 
 
 def corpus(n: int, cache: Path, seed: int = 0) -> list[Path]:
+    """N rows in 4 Parquet files (1M rows a file above 4M), written 100k rows at a time, so
+    building 10M rows holds the texts but never a dense vector array of a whole file."""
     out = cache / f"corpus-{n}"
-    files = [out / f"part-{i}.parquet" for i in range(FILES)]
+    files = [out / f"part-{i}.parquet" for i in range(max(FILES, -(-n // FILE_ROWS)))]
     if all(f.exists() for f in files):
         return files
     t0 = time.perf_counter()
@@ -116,15 +119,27 @@ def corpus(n: int, cache: Path, seed: int = 0) -> list[Path]:
     planted = np.repeat(["original", "exact", "near"], [n_orig, n_exact, n_near])
     order = rng.permutation(n)
     out.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate(np.array_split(order, FILES)):
-        chunk = [texts[k] for k in part]
-        family = [f"family-{zlib.crc32(t.split()[0].lower().encode()) % 20:02d}" for t in chunk]
-        columns = dict(id=part.astype(np.int64), text=chunk, family=family)
-        table = pa.table(dict(**columns, planted=planted[part], vector=vectors(chunk)))
-        pq.write_table(table, files[i].with_suffix(".tmp"), compression="zstd")
+    for i, rows in enumerate(np.array_split(order, len(files))):
+        writer = None
+        for part in np.array_split(rows, max(1, -(-len(rows) // SLICE_ROWS))):
+            table = _slice(part, texts, planted)
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    files[i].with_suffix(".tmp"), table.schema, compression="zstd"
+                )
+            writer.write_table(table)
+        assert writer is not None
+        writer.close()
         files[i].with_suffix(".tmp").rename(files[i])
     print(f"corpus: {n:,} rows in {time.perf_counter() - t0:.0f} s -> {out}", file=sys.stderr)
     return files
+
+
+def _slice(part: np.ndarray, texts: list[str], planted: np.ndarray) -> pa.Table:
+    chunk = [texts[k] for k in part]
+    family = [f"family-{zlib.crc32(t.split()[0].lower().encode()) % 20:02d}" for t in chunk]
+    columns = dict(id=part.astype(np.int64), text=chunk, family=family, planted=planted[part])
+    return pa.table(dict(**columns, vector=vectors(chunk)))
 
 
 # -- variants -------------------------------------------------------------------------------

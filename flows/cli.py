@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import signal
 import sys
-import tempfile
 import typing
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,11 +95,23 @@ def _open_store(path: str) -> Any:
     return Store(path)
 
 
+# commands that may start Ray or Prefect's ephemeral server: a watchdog ends them with
+# thresher, however thresher ends (see flows/watchdog.py)
+STARTS_PROCESSES = {"ingest", "dedup", "embed", "score", "select", "export", "learn", "label"}
+STARTS_PROCESSES |= {"search", "demo", "run", "schedule"}
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="thresher", prog_name="thresher")
 @click.option("-v", "--verbose", is_flag=True, help="Log what thresher does.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """thresher: find duplicates and redundant examples, and select a smaller
     training set that trains as well as the whole."""
+    if ctx.invoked_subcommand in STARTS_PROCESSES and "--help" not in sys.argv:
+        from thresher.flows import watchdog
+
+        watchdog.start()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -224,13 +238,47 @@ def sql(store: str, query: str, fmt: str, out: str | None, max_rows: int) -> Non
 @click.option(
     "--format", "fmt", type=click.Choice(OUTPUT_FORMATS[:3]), default="table", show_default=True
 )
-def runs(store: str, fmt: str) -> None:
-    """List STORE's runs with their row accounting."""
+@click.option("--stages", is_flag=True, help="One row per stage of each run, with its seconds.")
+def runs(store: str, fmt: str, stages: bool) -> None:
+    """List STORE's runs with their row accounting and wall seconds."""
     s = _open_store(store)
     from thresher.storage import queries
 
-    table = queries.runs(s)
+    table = queries.stages(s) if stages else queries.runs(s)
     write_result(table, fmt, None, max_rows=table.num_rows or 1)
+
+
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Unregister every file of each run that holds a damaged table file, so that "
+    "the next run of its command redoes it.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def check(store: str, repair: bool, quiet: bool) -> None:
+    """Check that every file STORE's catalog registers is there, readable, and holds the
+    rows recorded; list each problem with how to recover. Exit code 2 when any."""
+    from thresher.storage import check as checks
+
+    s = _open_store(store)
+    with progress("check", quiet) as update:
+        report = checks.check(s, on_progress=update)
+    if repair and report.problems:
+        dropped, kept = checks.repair(s, report)
+        for line in dropped + kept:
+            click.echo(f"repair: {line}")
+        with progress("check", quiet) as update:
+            report = checks.check(s, on_progress=update)
+    if report.problems:
+        rows = [{"file": p.path, "problem": p.problem, "run": p.run_id} for p in report.problems]
+        click.echo(summary_table(rows), nl=False)
+        click.echo("how to recover:")
+        for p in report.problems:
+            click.echo(f"  {p.path}: {p.fix}")
+        _fail(f"store {s.root} has {len(rows)} problem(s), listed above")
+    click.echo(f"ok: {report.tables} tables, {report.files} files, {report.rows} rows")
 
 
 @cli.command()
@@ -322,7 +370,7 @@ def dedup(
 )
 @click.option("--model", default=None, help="Which model's vectors [default: the only one].")
 @click.option("--refit", is_flag=True, help="Fit new centroids and rescore every kept item.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def score(
     store: str,
@@ -367,7 +415,9 @@ def score(
     type=click.Choice(cfgmod.choices(SelectSection, "policy")),
     default=cfgmod.default(SelectSection, "policy"),
     show_default=True,
-    help="auto is cluster-balanced random (measured; see README).",
+    help="auto picks by regime, from measurements (README, Selections): easy when fewer "
+    "than 3 items are kept per cluster, hard when keeping >= 70%, else random; the output "
+    "names the policy that ran.",
 )
 @click.option(
     "--balance",
@@ -382,7 +432,7 @@ def score(
     metavar="SQL",
     help="Restrict candidates: a SQL condition on items' columns.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("--model", default=None, help="Embeddings for kcenter [default: the only one].")
 def select_cmd(
     store: str,
@@ -432,8 +482,10 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
     OUT_DIR as Parquet: a local folder or an object-store URI (s3://bucket/prefix)."""
     from thresher.flows.select import export
 
-    rows = export(_open_store(store), name, out_dir)
-    click.echo(f"{rows} rows written to {out_dir}")
+    done = export(_open_store(store), name, out_dir)
+    click.echo(
+        f"{done.rows} rows of selection {name!r} version {done.version} written to {out_dir}"
+    )
 
 
 @cli.command()
@@ -447,18 +499,34 @@ def export_cmd(store: str, name: str, out_dir: str) -> None:
     default="iwes",
     show_default=True,
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("--model", default=None, help="Which model's vectors [default: the only one].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def learn(
-    store: str, name: str, budget: int, rounds: int, strategy: str, seed: int, model: str | None
+    store: str,
+    name: str,
+    budget: int,
+    rounds: int,
+    strategy: str,
+    seed: int,
+    model: str | None,
+    quiet: bool,
 ) -> None:
     """Active learning in simulation: the label column is the oracle; the items picked,
     with their importance weights, become selection NAME."""
     from thresher.flows.learn import learn as run_learn
 
-    r = run_learn(
-        _open_store(store), name, budget, rounds=rounds, strategy=strategy, seed=seed, model=model
-    )
+    with progress("learn (rounds)", quiet) as update:
+        r = run_learn(
+            _open_store(store),
+            name,
+            budget,
+            rounds=rounds,
+            strategy=strategy,
+            seed=seed,
+            model=model,
+            on_progress=update,
+        )
     click.echo(
         summary_table([{"labels used": n, "pool accuracy": round(acc, 4)} for n, acc in r.curve]),
         nl=False,
@@ -607,6 +675,9 @@ def embed(
 @click.argument("store")
 @click.option("--text", help="Find items similar to this text.")
 @click.option("--like", type=int, metavar="ITEM_ID", help="Find items similar to this item.")
+@click.option(
+    "--like-id", metavar="VALUE", help="Find items similar to the item whose id column is VALUE."
+)
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--model", default=None, help="Which model's vectors [default: the only one].")
 @click.option(
@@ -623,16 +694,25 @@ def search(
     store: str,
     text: str | None,
     like: int | None,
+    like_id: str | None,
     k: int,
     model: str | None,
     shortlist: int,
     fmt: str,
 ) -> None:
-    """Nearest items to --text or --like ITEM_ID, by funnel search over Matryoshka prefixes."""
+    """Nearest items to --text, --like ITEM_ID or --like-id VALUE (the --id-column value
+    given at ingest), by funnel search over Matryoshka prefixes; the hits show the id
+    column, the text and the label."""
     from thresher.flows.embed import search as run_search
 
     result = run_search(
-        _open_store(store), text=text, like=like, k=k, model=model, shortlist=shortlist
+        _open_store(store),
+        text=text,
+        like=like,
+        like_id=like_id,
+        k=k,
+        model=model,
+        shortlist=shortlist,
     )
     write_result(result, fmt, None, max_rows=k)
 
@@ -642,7 +722,7 @@ def search(
     "--store",
     type=click.Path(file_okay=False),
     default=None,
-    help="Where to build the demo store [default: a new temporary directory].",
+    help="Where to build the demo store [default: ./thresher-demo].",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def demo(store: str | None, quiet: bool) -> None:
@@ -651,8 +731,8 @@ def demo(store: str | None, quiet: bool) -> None:
     _quiet_prefect()
     from thresher.flows.demo import run_demo
 
-    root = Path(store) if store else Path(tempfile.mkdtemp(prefix="thresher-demo-"))
-    run_demo(root, quiet=quiet, echo=click.echo, progress=progress)
+    root = Path(store or "thresher-demo")
+    run_demo(root, quiet=quiet, echo=click.echo, progress=progress, program=_program())
 
 
 @cli.command("run")
@@ -665,7 +745,9 @@ def run_cmd(config: str, quiet: bool) -> None:
     _quiet_prefect()
     from thresher.flows.curate import run_config
 
-    result = run_config(config, bars=lambda label: progress(label, quiet))
+    result = run_config(
+        config, bars=lambda label: progress(label, quiet), announce=None if quiet else err.print
+    )
     click.echo(summary_table(result["stages"]))
     click.echo(f"curate run {result['run_id']} of store {result['store']}")
 
@@ -688,12 +770,36 @@ def config_cmd(sources: tuple[str, ...], store: str) -> None:
 def schedule(config: str, cron: str, name: str | None) -> None:
     """Serve the curate flow for CONFIG as a Prefect deployment on a cron schedule.
 
-    Runs until stopped (Ctrl-C); uses the Prefect server at PREFECT_API_URL. Each
-    scheduled run processes only source files it has not seen."""
+    Runs until stopped (Ctrl-C or SIGTERM); uses the Prefect server at PREFECT_API_URL,
+    or a temporary one that ends with the command. Each scheduled run processes only
+    source files it has not seen."""
     _quiet_prefect()
     from thresher.flows.curate import serve_schedule
 
-    serve_schedule(config, cron, name)
+    # A service manager's stop (SIGTERM) is a clean exit. Prefect's runner installs its
+    # own SIGTERM handler (it exits 0) once serving, whose `stop()` leaves a coroutine
+    # unawaited: its warning is noise here, as the process ends anyway.
+    signal.signal(signal.SIGTERM, _interrupt)
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        serve_schedule(config, cron, name, announce=err.print)
+    err.print("schedule stopped")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _program() -> str:
+    """How the user started thresher, for the commands a hint suggests: `thresher` when
+    that is on PATH, else the path they typed (`.venv/bin/thresher`)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name != "thresher":
+        return "thresher"
+    on_path = shutil.which("thresher")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "thresher"
+    return os.path.relpath(argv0) if Path(argv0).is_absolute() else argv0
 
 
 def _quiet_prefect() -> None:

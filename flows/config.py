@@ -9,6 +9,8 @@ to the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 import types
 import typing
@@ -21,10 +23,17 @@ from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
 from thresher.storage.errors import ConfigError, ThresherError
 from thresher.storage.readers import Format
+from thresher.storage.uri import check_name
+
+SEED_MAX = 2**32 - 1  # NumPy's and torch's seeds are unsigned 32-bit
 
 
 def _bounds(lo: float | None, hi: float | None, default: Any) -> Any:
     return field(default=default, metadata={"bounds": (lo, hi)})
+
+
+def _regexes(default: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"regex": True})
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,8 @@ class FilterSection:
 
     min_chars: int = _bounds(0, None, 0)
     max_chars: int | None = _bounds(1, None, None)
-    drop_regex: tuple[str, ...] = ()
-    keep_regex: tuple[str, ...] = ()
+    drop_regex: tuple[str, ...] = _regexes()
+    keep_regex: tuple[str, ...] = _regexes()
     max_repeated_line_ratio: float | None = _bounds(0, 1, None)
     max_repeated_ngram_ratio: float | None = _bounds(0, 1, None)
     ngram: int = _bounds(1, 20, 3)
@@ -72,7 +81,7 @@ class DedupSection:
 class ScoreSection:
     clusters: int | None = _bounds(1, None, None)
     refit: bool = False
-    seed: int = 0
+    seed: int = _bounds(0, SEED_MAX, 0)
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class SelectSection:
     policy: PolicyChoice = "auto"
     balance: Balance = "cluster"
     where: str | None = None
-    seed: int = 0
+    seed: int = _bounds(0, SEED_MAX, 0)
     publish_uri: str | None = None  # each published version is also copied here
 
 
@@ -168,14 +177,27 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
     sections["embed"] = _embed_model(sections["embed"], base, fail)
-    target = sections["select"].publish_uri
-    if target is not None:
-        if not target.strip():
-            raise fail("[select] publish_uri: empty; give a folder or URI, or false")
-        sections["select"] = dataclasses.replace(
-            sections["select"], publish_uri=_resolve(base, target)
-        )
+    sections["select"] = _select(sections["select"], base, fail)
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
+
+
+def _select(section: SelectSection, base: Path, fail) -> SelectSection:
+    """`[select]` with its name and where checked (as the command line checks them)
+    and its publish_uri resolved."""
+    from thresher.storage.sql import parse_condition  # loads DuckDB: only when a config is read
+
+    try:
+        check_name(section.name, "[select] name")
+        if section.where is not None:
+            parse_condition(section.where, "[select] where")
+    except ThresherError as exc:
+        raise fail(str(exc)) from None
+    target = section.publish_uri
+    if target is None:
+        return section
+    if not target.strip():
+        raise fail("[select] publish_uri: empty; give a folder or URI, or false")
+    return dataclasses.replace(section, publish_uri=_resolve(base, target))
 
 
 def _embed_model(embed: EmbedSection, base: Path, fail) -> EmbedSection:
@@ -218,6 +240,8 @@ def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail(f"{where}: expected a list of strings, got {value!r}")
+        if meta.get("regex"):
+            _check_regexes(where, value, fail)
         return tuple(value)
     if typing.get_origin(kind) is Literal:
         allowed = typing.get_args(kind)
@@ -233,12 +257,22 @@ def _check(where: str, hint: Any, meta: Any, value: Any, fail) -> Any:
     if not ok:
         none = " or false" if optional else ""
         raise fail(f"{where}: expected {kind.__name__}{none}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise fail(f"{where}: {value!r} is not a finite number")
     if "bounds" in meta:
         lo, hi = meta["bounds"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
             raise fail(f"{where}: {value!r} is out of range; allowed: {span}")
     return float(value) if kind is float else value
+
+
+def _check_regexes(where: str, patterns: list[str], fail) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise fail(f"{where}: bad regular expression {pattern!r}: {exc}") from None
 
 
 def template(store: str, sources: list[str]) -> str:

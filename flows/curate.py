@@ -21,13 +21,18 @@ the same counts.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its ephemeral server to answer, too little on a loaded machine;
+# read when prefect is imported, so set here, before (STARTUP_TIMEOUT below)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
@@ -46,6 +51,7 @@ from thresher.storage.errors import ThresherError
 from thresher.storage.ingest import IngestConfig, expand_sources, ingest, pending_sources
 from thresher.storage.store import StageCounts, Store
 
+STARTUP_TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 Update = Callable[[int, int], None]
 ProgressFactory = Callable[[str], AbstractContextManager[Update]]
 
@@ -67,6 +73,8 @@ class StageResult:
     dropped: int = 0
     skipped: bool = False
     detail: str = ""
+    rejected: int = 0  # rows refused as unreadable (ingest), not dropped by a rule
+    seconds: float = 0.0
 
     def row(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,8 @@ class StageResult:
             "rows_in": self.rows_in,
             "kept": self.kept,
             "dropped": self.dropped,
+            "rejected": self.rejected,
+            "seconds": round(self.seconds, 1),
             "status": "skipped" if self.skipped else "done",
             "detail": self.detail,
         }
@@ -85,6 +95,22 @@ class CurateResult:
     store: str
     stages: list[StageResult] = field(default_factory=list)
     publication: str | None = None
+
+
+def per_item_totals(results: list[StageResult]) -> tuple[int, int, int, int]:
+    """The curate run's row: each item of this run's sources counted once. Rows in are
+    the ingest's; rejected are its unreadable rows; dropped are the items the filter and
+    dedup removed this run; kept is the rest. (Selection keeps a fraction of the whole
+    pool, old items too, so it is not in these counts; its stage row has it.)"""
+    by = {r.stage: r for r in results}
+    ingest = by["ingest"]
+    dropped = sum(by[s].dropped for s in ("filter", "dedup", "semantic") if s in by)
+    kept = max(0, ingest.rows_in - ingest.rejected - dropped)
+    return ingest.rows_in, kept, dropped, ingest.rejected
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _transient(task_: Any, task_run: Any, state: Any) -> bool:
@@ -99,7 +125,9 @@ def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
     files = expand_sources(list(section.sources), section.format)
     new = pending_sources(store, files)
     if not new:
-        return StageResult("ingest", skipped=True, detail=f"{len(files)} sources seen before")
+        return StageResult(
+            "ingest", skipped=True, detail=f"{_count(len(files), 'source')} seen before"
+        )
     with _bars("ingest") as update:
         report = ingest(
             store,
@@ -114,9 +142,8 @@ def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
             on_progress=update,
         )
     rows = report.kept + report.rejected
-    return StageResult(
-        "ingest", rows, report.kept, report.rejected, detail=f"{len(new)} new source files"
-    )
+    detail = f"{_count(len(new), 'new source file')}"
+    return StageResult("ingest", rows, report.kept, 0, detail=detail, rejected=report.rejected)
 
 
 @task(name="filter", cache_policy=NO_CACHE)
@@ -228,7 +255,7 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         report.selected,
         report.candidates - report.selected,
         skipped=not report.new,
-        detail=f"{s.name!r} version {report.run_id} ({s.policy}, keep {s.keep})",
+        detail=f"{s.name!r} version {report.run_id} ({report.policy}, keep {s.keep})",
     )
 
 
@@ -263,14 +290,19 @@ def curate(config_path: str) -> dict[str, Any]:
         "retry_delay_seconds": cfg.flow.retry_delay_s,
         "retry_condition_fn": _transient,
     }
-    results: list[StageResult] = [stage.with_options(**retry)(cfg) for stage in STAGES]
-    with store.run("curate", {"config_path": cfg.path, **cfg.as_dict()}) as run:
+    started = dt.datetime.now(dt.UTC)
+    results: list[StageResult] = []
+    for stage in STAGES:
+        t0 = time.perf_counter()
+        results.append(stage.with_options(**retry)(cfg))
+        results[-1].seconds = time.perf_counter() - t0
+    with store.run("curate", {"config_path": cfg.path, **cfg.as_dict()}, started) as run:
         for r in results:
+            key = "skipped" if r.skipped else ""
             run.record(
-                StageCounts(
-                    r.stage, "skipped" if r.skipped else "", r.rows_in, r.kept, r.dropped, 0
-                )
+                StageCounts(r.stage, key, r.rows_in, r.kept, r.dropped, r.rejected, r.seconds)
             )
+        run.totals = per_item_totals(results)
         run.message = "; ".join(
             f"{r.stage}: {r.detail or ('skipped' if r.skipped else 'done')}" for r in results
         )
@@ -284,20 +316,41 @@ def curate(config_path: str) -> dict[str, Any]:
     return {"run_id": run.run_id, "store": str(store.root), "stages": rows}
 
 
-def run_config(config_path: str, bars: ProgressFactory | None = None) -> dict[str, Any]:
-    """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set)."""
+def run_config(
+    config_path: str,
+    bars: ProgressFactory | None = None,
+    announce: Callable[[str], object] | None = None,
+) -> dict[str, Any]:
+    """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is
+    set); `announce` hears that Prefect is starting, once the config has passed."""
     global _bars
     cfg = cfgmod.load(config_path)  # a bad config or source fails here, before Prefect starts
     expand_sources(list(cfg.ingest.sources), cfg.ingest.format)
+    if announce and not os.environ.get("PREFECT_API_URL"):
+        announce("starting Prefect (a temporary local API server) and the flow ...")
     _bars = bars or _no_bar
     try:
         return curate(config_path=str(config_path))
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        raise ThresherError(
+            f"Prefect's temporary API server did not answer within "
+            f"{os.environ.get(STARTUP_TIMEOUT)} s: set {STARTUP_TIMEOUT} higher, or "
+            "PREFECT_API_URL to a running `prefect server start`"
+        ) from exc
     finally:
         _bars = _no_bar
 
 
-def serve_schedule(config_path: str, cron: str, name: str | None = None) -> None:
-    """Register a deployment of the flow on `cron` and run its scheduled runs here."""
+def serve_schedule(
+    config_path: str,
+    cron: str,
+    name: str | None = None,
+    announce: Callable[[str], object] | None = None,
+) -> None:
+    """Register a deployment of the flow on `cron` and run its scheduled runs here;
+    `announce` hears, once the config and cron have passed, when the server is temporary."""
     from prefect import serve
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.deployments.runner import RunnerDeployment
@@ -307,6 +360,12 @@ def serve_schedule(config_path: str, cron: str, name: str | None = None) -> None
         CronSchedule(cron=cron)
     except ValueError:
         raise ThresherError(f"--cron {cron!r} is not a valid cron expression") from None
+    if announce and not os.environ.get("PREFECT_API_URL"):
+        announce(
+            "no PREFECT_API_URL: serving on a temporary local Prefect server, which ends "
+            "with this command (its schedule and run history too); for a lasting schedule "
+            "start `prefect server start` and set PREFECT_API_URL"
+        )
     deployment = curate.to_deployment(
         name=name or cfg.flow.name,
         cron=cron,

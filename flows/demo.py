@@ -53,10 +53,19 @@ keep = 0.5
 """
 
 
-def run_demo(root: Path, *, quiet: bool, echo: Callable[[str], object], progress) -> Store:
-    """Run the curate flow on the demo corpus under `root` and show what each stage did."""
+def run_demo(
+    root: Path,
+    *,
+    quiet: bool,
+    echo: Callable[[str], object],
+    progress,
+    program: str = "thresher",
+) -> Store:
+    """Run the curate flow on the demo corpus under `root` and show what each stage did;
+    the hints name the command as `program` (e.g. `.venv/bin/thresher`)."""
     from thresher.flows.curate import run_config
 
+    echo(f"building the demo store in {root.absolute()} (a rerun resumes it)")
     write_demo_sources(root / "sources")
     config = root / "curate.toml"
     config.write_text(DEMO_CONFIG.format(path=config))
@@ -66,13 +75,13 @@ def run_demo(root: Path, *, quiet: bool, echo: Callable[[str], object], progress
     echo(f"\ncurate flow (Prefect driving Ray), run {result['run_id']}:")
     echo(summary_table(result["stages"]))
     for title, query in QUERIES.items():
-        echo(f'\n{title}:\n  thresher sql {store.root} "{query}"')
+        echo(f'\n{title}:\n  {program} sql {store.root} "{query}"')
         echo(summary_table(read_only_query(store, query).to_pylist()))
     probe = "bread baking in a hot oven"
-    echo(f'funnel search:\n  thresher search {store.root} --text "{probe}" -k 3')
+    echo(f'funnel search:\n  {program} search {store.root} --text "{probe}" -k 3')
     echo(summary_table(search(store, text=probe, k=3).to_pylist()))
     pub = latest_publication(store, "train")
     assert pub is not None
     echo(f"published selection 'train' ({pub.rows} rows): {pub.path}")
-    echo(f'next: thresher sql {store.root} "SELECT * FROM runs"')
+    echo(f'next: {program} sql {store.root} "SELECT * FROM runs"')
     return store

@@ -218,13 +218,17 @@ def search(
     *,
     text: str | None = None,
     like: int | None = None,
+    like_id: str | None = None,
     k: int = 10,
     model: str | None = None,
     shortlist: int = 100,
 ) -> pa.Table:
-    """The k nearest items to a text or to an item: rank, item_id, similarity, text."""
-    if (text is None) == (like is None):
-        raise ThresherError("give exactly one of --text or --like")
+    """The k nearest items to a text, to an item (`like`: its item_id; `like_id`: the
+    value of its id column): rank, item_id, similarity, the id column, text, label."""
+    if sum(q is not None for q in (text, like, like_id)) != 1:
+        raise ThresherError("give exactly one of --text, --like or --like-id")
+    if like_id is not None:
+        like = _item_of_user_id(store, like_id)
     if k < 1:
         raise ThresherError(f"k must be >= 1, got {k}")
     model = vstore.pick_model(store, model)
@@ -263,18 +267,43 @@ def _encode_query(store: Store, model: str, text: str) -> np.ndarray:
     return TextEmbedder(EmbedderConfig(**encoder)).encode([text])
 
 
+def _item_of_user_id(store: Store, value: str) -> int:
+    column = queries.id_column(store)
+    if column is None:
+        raise ThresherError("--like-id needs an id column: ingest with --id-column")
+    found = queries.items_with_user_id(store, column, value)
+    if not found:
+        raise ThresherError(f"no item has {column} = {value!r}")
+    if len(found) > 1:
+        raise ThresherError(
+            f"{column} = {value!r} names several items ({found[0]}, {found[1]}, ...): "
+            "use --like ITEM_ID"
+        )
+    return found[0]
+
+
 def _with_text(store: Store, hits: Sequence[tuple[float, int]]) -> pa.Table:
+    """The hits with the user's own columns: the id column, the text and the label."""
     ids = np.array([h[1] for h in hits], dtype=np.int64)
     try:
         text_column: str | None = store.text_column()
-    except ValueError:
+    except ThresherError:
         text_column = None
-    found = queries.texts(store, ids, text_column) if text_column else [None] * len(ids)
-    return pa.table(
+    out = pa.table(
         {
             "rank": pa.array(range(1, len(hits) + 1), pa.int32()),
             "item_id": pa.array(ids, pa.int64()),
             "similarity": pa.array([float(h[0]) for h in hits], pa.float32()),
-            "text": pa.array(found, pa.string()),
         }
     )
+    roles = {"id": queries.id_column(store), "text": text_column}
+    roles["label"] = queries.label_column(store)
+    wanted = {role: col for role, col in roles.items() if col is not None}
+    found = queries.item_columns(store, ids, list(wanted.values())) if wanted else None
+    for i, (role, col) in enumerate(wanted.items()):
+        assert found is not None
+        name = col if role == "id" and col not in out.column_names else role
+        out = out.append_column(name, found.column(i))
+    if "text" not in wanted:
+        out = out.append_column("text", pa.nulls(len(ids), pa.string()))
+    return out

@@ -9,11 +9,14 @@ importance weights); `thresher export` hands NAME to annotators and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from thresher.flows.runtime import Progress
 from thresher.flows.score import kept_vectors
 from thresher.flows.select import write_selection
 from thresher.scoring.uncertainty import train_probe
@@ -22,6 +25,7 @@ from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.errors import ThresherError
 from thresher.storage.store import StageCounts, Store
+from thresher.storage.uri import check_name
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,11 @@ def learn(
     strategy: str = "iwes",
     seed: int = 0,
     model: str | None = None,
+    on_progress: Progress = None,
 ) -> LearnReport:
-    """Select `budget` items to label in `rounds`, with importance weights, as selection `name`."""
+    """Select `budget` items to label in `rounds`, with importance weights, as selection
+    `name`; `on_progress(done, total)` after each round's training."""
+    check_name(name)
     model = vstore.pick_model(store, model)
     config = {
         "name": name,
@@ -73,7 +80,7 @@ def learn(
         rounds,
         strategy,
         seed,
-        evaluate=lambda m: _train_accuracy(m, vectors, y),
+        evaluate=_counting(lambda m: _train_accuracy(m, vectors, y), rounds + 1, on_progress),
     )
     with store.run("learn", config) as run:
         n = len(result.selected)
@@ -81,6 +88,23 @@ def learn(
         run.record(StageCounts("learn", name, len(ids), n, len(ids) - n, 0))
         run.message = f"{n} of {len(ids)} labelled by {strategy}"
     return LearnReport(run.run_id, name, strategy, len(ids), n, result.curve)
+
+
+def _counting(
+    evaluate: Callable[[Any], float], total: int, on_progress: Progress
+) -> Callable[[Any], float]:
+    """`evaluate`, reporting each call (one per round) to `on_progress`."""
+    done = 0
+
+    def wrapped(model: Any) -> float:
+        nonlocal done
+        accuracy = evaluate(model)
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+        return accuracy
+
+    return wrapped
 
 
 def _one_round(

@@ -34,7 +34,7 @@ class Staged:
 
 
 def _copy(store: Store, query: Query, path: str) -> int:
-    return store.copy_to(query.sql, Path(path), query.params)
+    return store.copy_to(query.sql, Path(path), query.params, sandbox=query.user_sql)
 
 
 def stage(run: Run, name: str, query: Query) -> Staged:

@@ -37,6 +37,7 @@ class SelectReport:
 
 def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
     """Selection `name` as rows of the `selections` table, in this run."""
+    uri.check_name(name)
     run.append("selections", selection=name, item_id=item_ids, weight=weights)
 
 
@@ -61,8 +62,7 @@ def select_items(
         raise ThresherError(f"--keep must be in (0, 1], got {keep}")
     if balance not in BALANCE:
         raise ThresherError(f"balance {balance!r}: allowed {', '.join(BALANCE)}")
-    if not name.strip():
-        raise ThresherError("a selection needs a name")
+    uri.check_name(name)
     if where:  # one read-only condition on the items' columns, checked before it is staged
         check_condition(store, where)
     if balance == "label" and not queries.has_labels(store):
@@ -105,11 +105,12 @@ def select_items(
             run.record(StageCounts("select", name, total, n, total - n, 0))
             run.message = f"{n} of {total} kept as {name!r} ({policy}"
             run.message += f" = {picked.policy})" if policy == "auto" else ")"
+    ran = f"auto = {picked.policy}" if policy == "auto" else policy
     if not picked.changed:
         run_id = queries.latest_selection_run(store, name)
         assert run_id is not None
-        return SelectReport(run_id, name, policy, staged.rows, picked.selected, new=False)
-    return SelectReport(run.run_id, name, policy, staged.rows, picked.selected)
+        return SelectReport(run_id, name, ran, staged.rows, picked.selected, new=False)
+    return SelectReport(run.run_id, name, ran, staged.rows, picked.selected)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,11 @@ def _select_step(
         len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
     )
     chosen = np.sort(ids[picked])
+    if not len(chosen):  # a version with no rows would hide the last real one from export
+        raise ThresherError(
+            f"--keep {keep} of {len(ids)} candidates keeps no item; nothing was recorded "
+            f"(keep at least {1 / len(ids):.2g})"
+        )
     ran = auto_policy(len(ids), budget, groups) if policy == "auto" else policy
     if last:
         before = pa.concat_tables([pq.read_table(p) for p in last]).column("item_id").to_numpy()
@@ -207,16 +213,24 @@ def _write_dataset(
     )
 
 
-def export(store: Store, name: str, out_dir: str) -> int:
+@dataclass(frozen=True)
+class Exported:
+    name: str
+    version: int  # the run that wrote this version of the selection
+    rows: int
+
+
+def export(store: Store, name: str, out_dir: str) -> Exported:
     """Write selection `name` (its latest run) joined to its items as a Parquet dataset
     to a local folder or an object-store URI (see thresher.storage.uri)."""
+    uri.check_name(name)
     run_id, rows = _selection_version(store, name)
     fs, path = uri.resolve(out_dir)
     with uri.naming(out_dir):
         uri.check_empty(fs, path, out_dir)
     # written by one task: the rows stream through a worker, not this process
     run_task(_write_selection, store, name, run_id, out_dir, rows=rows)
-    return rows
+    return Exported(name, run_id, rows)
 
 
 @dataclass(frozen=True)
@@ -232,6 +246,7 @@ class Publication:
 def publish(store: Store, name: str) -> Publication:
     """Publish the latest version of selection `name` as Parquet under
     STORE/published/NAME/vRUN; a version already published is not written again."""
+    uri.check_name(name)
     selection_run, rows = _selection_version(store, name)
     latest = latest_publication(store, name)
     if latest is not None and latest.selection_run == selection_run:

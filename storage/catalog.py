@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
+import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from thresher.storage.errors import ThresherError
+from thresher.storage.errors import StoreError, ThresherError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ CREATE TABLE IF NOT EXISTS stages (
     rows_in BIGINT, rows_kept BIGINT, rows_dropped BIGINT, rows_rejected BIGINT,
     finished_at TIMESTAMPTZ, PRIMARY KEY (run_id, stage, key)
 );
+ALTER TABLE stages ADD COLUMN IF NOT EXISTS seconds DOUBLE;
 CREATE TABLE IF NOT EXISTS files (
     table_name VARCHAR, path VARCHAR PRIMARY KEY, rows BIGINT, run_id BIGINT, batch_id BIGINT
 );
@@ -114,6 +118,10 @@ CREATE TABLE IF NOT EXISTS sources (
 """
 
 LOCK_TIMEOUT_S = 30.0
+# a damaged table's view reads this placeholder, dropped at once (see `_unview`)
+_DAMAGED = "thresher_damaged_"
+_MISSING_VIEW = re.compile(rf"Table with name {_DAMAGED}(\w+) does not exist")
+_QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -138,13 +146,24 @@ def connect(
                     raise ThresherError(
                         f"catalog {path} is locked by another process for over {timeout_s:.0f}s"
                     ) from exc
-                raise
+                raise damaged_catalog(path, exc) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
     try:
         yield con
     finally:
         con.close()
+
+
+def check_hint(root: Path) -> str:
+    return f"run `thresher check {root}` for every problem and how to recover"
+
+
+def damaged_catalog(path: Path, exc: BaseException) -> StoreError:
+    reason = " ".join(str(exc).split())[:200]
+    return StoreError(
+        f"catalog {path} is damaged ({reason}): restore it from a backup; {check_hint(path.parent)}"
+    )
 
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
@@ -209,8 +228,19 @@ def _typed_nulls(columns: str) -> str:
     return ", ".join(out)
 
 
-def create_views(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool = False) -> None:
-    """(Re)create one view per table over the registered files under `root`."""
+class Views(typing.NamedTuple):
+    files: list[str]
+    damaged: dict[str, str]
+
+
+def create_views(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool = False) -> Views:
+    """(Re)create one view per table over the registered files under `root`.
+
+    A table whose files DuckDB cannot open (missing, cut short) gets no view, so
+    queries over the other tables still run; `damaged` maps each such table to what
+    is wrong with it, for the error a query over it raises (`Store.read`). `files`: the
+    absolute paths of the files the views read (what a sandbox lets SQL open).
+    """
     rows = con.execute(
         "SELECT table_name, path, batch_id FROM files ORDER BY table_name, path"
     ).fetchall()
@@ -227,6 +257,91 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool 
     ).fetchall():
         emb_cols.setdefault(column, []).extend(items_by_batch.get(batch_id, []))
     kind = "TEMP VIEW" if temporary else "VIEW"
+    damaged: dict[str, str] = {}
     for table in TABLES:
-        sql = view_sql(table, by_table[table], sorted(emb_cols.items()))
-        con.execute(f"CREATE OR REPLACE {kind} {table} AS {sql}")
+        sources = sorted(emb_cols.items()) if table == "embeddings" else []
+        sql = view_sql(table, by_table[table], sources)
+        try:
+            con.execute(f"CREATE OR REPLACE {kind} {table} AS {sql}")
+        except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+            files = by_table[table] + [f for _, fs in sources for f in fs]
+            damaged[table] = diagnose(root, files, exc)
+            _unview(con, table, temporary)
+    return Views([str(root / rel) for _, rel, _ in rows], damaged)
+
+
+def _unview(con: duckdb.DuckDBPyConnection, table: str, temporary: bool) -> None:
+    """Take a damaged table's view away. A temporary view must hide the stored one (which
+    a read-only connection cannot drop), so it reads a placeholder that is then dropped:
+    a query over the table fails, naming the placeholder (`store_error` maps it back)."""
+    if not temporary:
+        con.execute(f"DROP VIEW IF EXISTS {table}")
+        return
+    placeholder = f"{_DAMAGED}{table}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {placeholder} ({TABLES[table]})")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {placeholder}")
+    con.execute(f"DROP TABLE {placeholder}")
+
+
+def diagnose(root: Path, files: Sequence[str], exc: BaseException) -> str:
+    """What is wrong with the first of `files` (absolute paths under `root`) that
+    cannot be opened as Parquet; DuckDB's message when none is found."""
+    for path in map(Path, files):
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
+        if not path.exists():
+            return f"{rel} is missing"
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as error:
+            return f"{rel} is not readable Parquet ({' '.join(str(error).split())[:120]})"
+    return " ".join(str(exc).split())[:200]
+
+
+def store_error(root: Path, exc: BaseException, damaged: dict[str, str]) -> StoreError | None:
+    """The `StoreError` a DuckDB error means when it comes from a damaged store under
+    `root` (its catalog, or a table file; `damaged` as `create_views` returned it), else
+    None: the error is the query's own."""
+    text = str(exc)
+    catalog = root / CATALOG_FILE
+    if str(catalog) in text:
+        return damaged_catalog(catalog, exc)
+    hint = check_hint(root)
+    missing = _MISSING_VIEW.search(text)
+    if missing and missing.group(1) in damaged:
+        return StoreError(f"store {root} is damaged: {damaged[missing.group(1)]}; {hint}")
+    tables = str(root / "tables") + "/"
+    for path in _QUOTED_PATH.findall(text):
+        if path.startswith(tables) and isinstance(
+            exc, duckdb.IOException | duckdb.InvalidInputException
+        ):
+            problem = diagnose(root, [path], exc)
+            return StoreError(f"store {root} is damaged: {problem}; {hint}")
+    return None
+
+
+@contextlib.contextmanager
+def store_errors(root: Path, damaged: dict[str, str]) -> Iterator[None]:
+    """Raise DuckDB errors that mean a damaged store as that store's `StoreError`."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        error = store_error(root, exc, damaged)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection, readable: Sequence[str], writable: Sequence[str] = ()
+) -> None:
+    """Let `con` open only the files named, for good (DuckDB adds the database it has
+    open, with its WAL, and its own spill folder).
+
+    With external access off, DuckDB refuses every other path (read_text, read_csv,
+    glob, ATTACH, COPY, extensions) and `lock_configuration` refuses the SET that would
+    undo it. DuckDB does not tell reading from writing: a file named here could be
+    written by a COPY, so callers refuse writing statements before they run.
+    """
+    con.execute(f"SET allowed_paths = {_file_list([*readable, *writable])}")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")

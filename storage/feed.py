@@ -162,6 +162,7 @@ class SelectionFeed(IterableDataset):
         cls, store: Any, name: str, version: int | None = None, **kwargs: Any
     ) -> SelectionFeed:
         """A selection published by the curate flow (the latest version by default)."""
+        uri.check_name(name)
         rows = store.query(
             "SELECT version, path FROM publications WHERE name = $n ORDER BY version DESC",
             {"n": name},
@@ -180,6 +181,7 @@ class SelectionFeed(IterableDataset):
         """A selection the curate flow copied to `[select] publish_uri` = `base` (a folder
         or an object-store URI): the latest complete version (one with its _SUCCESS
         marker) by default. Needs no access to the store."""
+        uri.check_name(name)
         folder = uri.selection_dir(base, name)
         fs, path = uri.resolve(folder)
         listing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))

@@ -10,6 +10,7 @@ query whose result feeds a decision has an ORDER BY.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,13 @@ EXCLUDED = "(SELECT item_id FROM duplicates UNION ALL SELECT item_id FROM filter
 
 @dataclass(frozen=True)
 class Query:
-    """A read-only SELECT over the store's views and named Parquet files, with parameters."""
+    """A read-only SELECT over the store's views and named Parquet files, with parameters;
+    `user_sql` when it holds SQL a user wrote (a `--where`): it then runs sandboxed, able
+    to read the store's tables only (see `Store.read`)."""
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    user_sql: bool = False
 
 
 def _quote(name: str) -> str:
@@ -180,7 +184,7 @@ def selection_pool(
     `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
     `model` their vector; NULL where a value is missing."""
-    cond = f"WHERE ({where})" if where else ""
+    cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
     cols, joins = ["c.item_id"], []
     params: dict[str, Any] = {}
     if score:
@@ -213,6 +217,7 @@ def selection_pool(
         f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {cond}) "
         f"SELECT {', '.join(cols)} FROM c {' '.join(joins)} ORDER BY c.item_id",
         params,
+        user_sql=bool(where),
     )
 
 
@@ -261,6 +266,16 @@ def runs(store: Store) -> pa.Table:
         "SELECT run_id, flow, status, started_at::TIMESTAMP(0) AS started, "
         "round(epoch(finished_at - started_at), 2) AS seconds, rows_in, rows_kept, "
         "rows_dropped, rows_rejected, message FROM runs ORDER BY run_id"
+    )
+
+
+def stages(store: Store) -> pa.Table:
+    """Every run's stages with their accounting and wall seconds, for `thresher runs
+    --stages`."""
+    return store.query(
+        "SELECT s.run_id, r.flow, s.stage, s.key, s.status, round(s.seconds, 2) AS seconds, "
+        "s.rows_in, s.rows_kept, s.rows_dropped, s.rows_rejected FROM stages s "
+        "JOIN runs r USING (run_id) ORDER BY s.run_id, s.rowid"
     )
 
 
@@ -327,9 +342,40 @@ def _by_ids(store: Store, ids: np.ndarray, select: str) -> pa.Table:
 
 def texts(store: Store, ids: np.ndarray, text_column: str) -> list[str | None]:
     """The text of each of `ids`, in their order (None where an id is unknown)."""
-    column = _quote(text_column)
-    rows = _by_ids(store, ids, f"SELECT i.{column} FROM wanted w LEFT JOIN items i USING (item_id)")
-    return rows.column(0).to_pylist()
+    return item_columns(store, ids, [text_column]).column(0).to_pylist()
+
+
+def item_columns(store: Store, ids: np.ndarray, columns: Sequence[str]) -> pa.Table:
+    """`columns` of the items `ids`, in their order (nulls where an id is unknown)."""
+    names = ", ".join(f"i.{_ident(c)}" for c in columns)
+    return _by_ids(store, ids, f"SELECT {names} FROM wanted w LEFT JOIN items i USING (item_id)")
+
+
+def items_with_user_id(store: Store, id_column: str, value: str) -> list[int]:
+    """The item_ids (at most 2) whose `id_column` reads `value` as text (`--like-id`)."""
+    rows = store.query(
+        f"SELECT item_id FROM items WHERE CAST({_ident(id_column)} AS VARCHAR) = $v "
+        "ORDER BY item_id LIMIT 2",
+        {"v": value},
+    )
+    return [int(v) for v in rows.column(0).to_pylist()]
+
+
+def id_column(store: Store) -> str | None:
+    """The one id column named at ingest (--id-column), if there is exactly one."""
+    return _one_role(store, "id_column")
+
+
+def _one_role(store: Store, role: str) -> str | None:
+    cols = store.query(
+        f"SELECT DISTINCT {role} FROM sources WHERE {role} IS NOT NULL ORDER BY 1"
+    ).column(0)
+    return cols[0].as_py() if len(cols) == 1 else None
+
+
+def _ident(name: str) -> str:
+    """A column name as a quoted SQL identifier (any character, `"` included)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def encoder(store: Store, model: str) -> dict[str, Any] | None:
@@ -340,14 +386,7 @@ def encoder(store: Store, model: str) -> dict[str, Any] | None:
 
 def label_column(store: Store) -> str | None:
     """The one label column named at ingest, if there is exactly one."""
-    cols = (
-        store.query(
-            "SELECT DISTINCT label_column FROM sources WHERE label_column IS NOT NULL ORDER BY 1"
-        )
-        .column(0)
-        .to_pylist()
-    )
-    return cols[0] if len(cols) == 1 else None
+    return _one_role(store, "label_column")
 
 
 def labels(store: Store, ids: np.ndarray) -> list[str | None] | None:

@@ -11,8 +11,8 @@ A run stages its Parquet files under temporary names (`*.parquet.tmp`),
 renames them into place when it commits, and then registers them in one
 catalog transaction together with its `runs` and `stages` rows. Views list
 registered files only, so a run that fails or is killed leaves the store as
-it was: its temporary and unregistered files are invisible and are removed
-by the next run.
+it was: its temporary and unregistered files (published folders included) are
+invisible and are removed by the next run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.storage import catalog
-from thresher.storage.errors import ThresherError
+from thresher.storage.errors import StoreError, ThresherError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class StageCounts:
     kept: int = 0
     dropped: int = 0
     rejected: int = 0
+    seconds: float | None = None  # wall time; a run's only stage gets the run's
 
     def check(self) -> None:
         assert self.rows_in == self.kept + self.dropped + self.rejected, (
@@ -167,6 +168,9 @@ class Run:
     stages: list[StageCounts] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    # the run row's (rows_in, kept, dropped, rejected) when its stages do not add up to
+    # them (the curate flow counts each item once, not once per stage)
+    totals: tuple[int, int, int, int] | None = None
     catalog_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)  # set on every source at commit
     _staged: list[tuple[str, Path, int, int | None]] = field(default_factory=list)
@@ -255,9 +259,12 @@ class Run:
         for tmp in self._staged_paths:
             os.replace(tmp, tmp.with_suffix(""))
         self._remove_scratch()
-        totals = [sum(getattr(s, f) for s in self.stages) for f in ("kept", "dropped", "rejected")]
-        rows_in = sum(s.rows_in for s in self.stages)
+        rows_in, *totals = self.totals or [
+            sum(getattr(s, f) for s in self.stages)
+            for f in ("rows_in", "kept", "dropped", "rejected")
+        ]
         now = dt.datetime.now(dt.UTC)
+        run_s = (now - self.started_at).total_seconds()
         with self.store._write() as con:
             con.execute("BEGIN TRANSACTION")
             if registered:
@@ -280,10 +287,14 @@ class Run:
             for role, column in self.roles.items():
                 assert role in ROLES, role
                 con.execute(f"UPDATE sources SET {role} = ?", [column])
+            one = len(self.stages) == 1
             for s in self.stages:
                 con.execute(
-                    "INSERT INTO stages VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?)",
-                    [self.run_id, s.stage, s.key, s.rows_in, s.kept, s.dropped, s.rejected, now],
+                    "INSERT INTO stages VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?, ?)",
+                    [
+                        *(self.run_id, s.stage, s.key, s.rows_in, s.kept, s.dropped),
+                        *(s.rejected, now, run_s if s.seconds is None and one else s.seconds),
+                    ],
                 )
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -325,6 +336,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = _local_root(root)
         self.catalog_path = self.root / catalog.CATALOG_FILE
+        self.damaged: dict[str, str] = {}  # tables the last `read()` found damaged
         if not self.catalog_path.is_file():
             raise ThresherError(
                 f"{self.root} is not a thresher store (no {catalog.CATALOG_FILE}); "
@@ -341,23 +353,55 @@ class Store:
             raise ThresherError(f"{path} is a non-empty directory without a thresher catalog")
         (path / "tables").mkdir(parents=True, exist_ok=True)
         (path / ".lock").touch()  # there from the start: a run that fails adds no file
-        with catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con:
+        with (
+            catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con,
+            catalog.store_errors(path, {}),
+        ):
             catalog.create(con)
             catalog.create_views(con, path)
         return cls(path)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with catalog.connect(self.catalog_path, read_only=False) as con:
+        with (
+            catalog.connect(self.catalog_path, read_only=False) as con,
+            catalog.store_errors(self.root, {}),
+        ):
             catalog.create(con)
             yield con
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only catalog connection whose views point at this store's current path."""
-        with catalog.connect(self.catalog_path, read_only=True) as con:
-            catalog.create_views(con, self.root, temporary=True)
+    def read(
+        self,
+        *,
+        sandbox: bool = False,
+        writable: Sequence[Path] = (),
+        memory_limit: str | None = None,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only catalog connection whose views point at this store's current path.
+
+        A DuckDB error that comes from a damaged store (its catalog, a missing or cut
+        table file) is raised as a `StoreError` naming the file; a table with a damaged
+        file has no view, so queries over the others still run. With `sandbox` (for SQL
+        a user wrote) the connection can open the store's registered table files and
+        the `writable` paths, and no other file, for good (`catalog.lock_down`)."""
+        damaged: dict[str, str] = {}
+        with (
+            catalog.connect(self.catalog_path, read_only=True) as con,
+            catalog.store_errors(self.root, damaged),
+        ):
+            views = catalog.create_views(con, self.root, temporary=True)
+            damaged.update(views.damaged)
+            self.damaged = damaged
+            if memory_limit:
+                con.execute(f"SET memory_limit = '{memory_limit}'")
+            if sandbox:
+                catalog.lock_down(con, views.files, [str(p) for p in writable])
             yield con
+
+    def store_error(self, exc: BaseException) -> StoreError | None:
+        """The `StoreError` behind a DuckDB error raised in `read()`, if it is one."""
+        return catalog.store_error(self.root, exc, self.damaged)
 
     def query(
         self,
@@ -380,8 +424,7 @@ class Store:
     ) -> Iterator[pa.RecordBatchReader]:
         """A read-only query's result as batches, never whole in this process (DuckDB
         spills its sorts past `COPY_MEMORY_LIMIT`)."""
-        with self.read() as con:
-            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+        with self.read(memory_limit=COPY_MEMORY_LIMIT) as con:
             yield con.sql(sql, params=params or None).to_arrow_reader(batch_rows)
 
     def copy_to(
@@ -390,36 +433,40 @@ class Store:
         path: Path,
         params: list[Any] | dict[str, Any] | None = None,
         row_group_rows: int = 16_384,
+        sandbox: bool = False,
     ) -> int:
         """Write a read-only query's result to a Parquet file without holding it in this
-        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count."""
-        with self.read() as con:
-            con.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+        process (DuckDB streams and spills; `COPY_MEMORY_LIMIT` bounds it). Its row count.
+        With `sandbox` (a query holding SQL a user wrote) DuckDB may open only the store's
+        table files and `path` (see `read`)."""
+        with self.read(sandbox=sandbox, writable=[path], memory_limit=COPY_MEMORY_LIMIT) as con:
             target = str(path).replace("'", "''")
             con.execute(
                 f"COPY ({sql}) TO '{target}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows})",
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows}, "
+                "USE_TMP_FILE false)",
                 params or None,
             )
         return pq.ParquetFile(path).metadata.num_rows
 
     @contextlib.contextmanager
-    def run(self, flow: str, config: dict[str, Any] | None = None) -> Iterator[Run]:
-        """Hold the store's write lock for one run; commit on success, discard on error."""
-        lock_path = self.root / ".lock"
-        with open(lock_path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ThresherError(
-                    f"store {self.root} is being written by another thresher process"
-                ) from None
+    def run(
+        self,
+        flow: str,
+        config: dict[str, Any] | None = None,
+        started_at: dt.datetime | None = None,
+    ) -> Iterator[Run]:
+        """Hold the store's write lock for one run; commit on success, discard on error.
+        `started_at`: when the run's work began, if before the run is opened (a flow
+        that records its run after its stages)."""
+        with self._lock():
             with self._write():  # a store made by an older thresher gains new catalog tables
                 pass
             self._remove_orphans()
             with self.read() as con:
                 (last,) = con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0]
-            run = Run(self, int(last) + 1, flow, dict(config or {}), dt.datetime.now(dt.UTC))
+            started = started_at or dt.datetime.now(dt.UTC)
+            run = Run(self, int(last) + 1, flow, dict(config or {}), started)
             try:
                 yield run
             except BaseException:
@@ -430,10 +477,30 @@ class Store:
             else:
                 run._commit()
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    f"store {self.root} is being written by another thresher process"
+                ) from None
+            yield
+
+    @contextlib.contextmanager
+    def maintain(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The write lock and a writable catalog connection, for `thresher check --repair`."""
+        with self._lock(), self._write() as con:
+            yield con
+
     def _remove_orphans(self) -> None:
-        """Delete files left by a run that died before its catalog commit."""
+        """Delete files left by a run that died before its catalog commit: unregistered
+        table files, staged `*.tmp` files and folders, scratch, and published versions
+        renamed into place but not in `publications`."""
         with self.read() as con:
             known = {r[0] for r in con.execute("SELECT path FROM files").fetchall()}
+            published = {r[0] for r in con.execute("SELECT path FROM publications").fetchall()}
         for path in sorted((self.root / "tables").glob("*/*")):
             rel = str(path.relative_to(self.root))
             if rel not in known and (path.suffix in (".tmp", ".parquet")):
@@ -443,6 +510,11 @@ class Store:
             log.info("removing unfinished %s", path.relative_to(self.root))
             _remove(path)
         _remove(self.root / "work")  # staged inputs of runs that died
+        for path in sorted(self.root.glob("published/*/v*")):
+            rel = str(path.relative_to(self.root))
+            if rel not in published:  # its run was killed between renaming and committing
+                log.info("removing unpublished %s", rel)
+                _remove(path)
 
     def item_count(self) -> int:
         """Rows in `items`, from the file registry (no data is read)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -81,12 +82,29 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+NAME_MAX = 100
+_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{NAME_MAX}}}")
+
+
+def check_name(name: str, what: str = "selection name") -> str:
+    """`name` if it can name a selection: one path segment of letters, digits, `.`, `_`
+    and `-`, not only dots, 1 to NAME_MAX characters (it becomes a folder under the
+    store and under a publish URI); else a ThresherError naming it."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ThresherError(
+            f"{what} {name!r}: use 1 to {NAME_MAX} letters, digits, '.', '_' or '-'"
+        )
+    if set(name) == {"."}:
+        raise ThresherError(f"{what} {name!r}: a name cannot be only dots")
+    return name
+
+
 DONE = "_SUCCESS"  # written last into a copied selection version: all its files are there
 
 
 def selection_dir(base: str, name: str) -> str:
     """Where the versions of published selection `name` live under `base`."""
-    return f"{base.rstrip('/')}/{safe_name(name)}"
+    return f"{base.rstrip('/')}/{check_name(name)}"
 
 
 def version_dir(base: str, name: str, version: int) -> str:

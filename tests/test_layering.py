@@ -37,26 +37,26 @@ def _loaded_after(module: str) -> list[str]:
 
 
 ALGORITHMS = _modules("scoring") + _modules("selection") + _modules("kernels")
+# what every layer may import from storage: the stage contract and the error family
+CONTRACT = ("thresher.storage.stage", "thresher.storage.errors")
 
 
-@pytest.mark.parametrize("module", [*ALGORITHMS, "thresher.storage.stage"])
+@pytest.mark.parametrize("module", [*ALGORITHMS, *CONTRACT])
 def test_algorithm_modules_load_neither_duckdb_nor_the_store(module: str) -> None:
     loaded = _loaded_after(module)
     assert "duckdb" not in loaded
-    store_modules = [
-        m for m in loaded if m.startswith("thresher.storage.") and m != "thresher.storage.stage"
-    ]
+    store_modules = [m for m in loaded if m.startswith("thresher.storage.") and m not in CONTRACT]
     assert store_modules == []
     assert not [m for m in loaded if m.startswith("thresher.flows")]
 
 
-def test_the_stage_contract_imports_nothing_of_thresher_but_itself() -> None:
-    loaded = _loaded_after("thresher.storage.stage")
+@pytest.mark.parametrize("module", CONTRACT)
+def test_the_contract_imports_nothing_of_thresher_but_the_errors(module: str) -> None:
+    loaded = _loaded_after(module)
     # the package itself loads lazily (its __init__ imports nothing)
-    assert [m for m in loaded if m.startswith("thresher.")] == [
-        "thresher.storage",
-        "thresher.storage.stage",
-    ]
+    assert [m for m in loaded if m.startswith("thresher.")] == sorted(
+        {"thresher.storage", "thresher.storage.errors", module}
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ COMMANDS = [
     "ingest",
     "sql",
     "runs",
+    "check",
     "dedup",
     "embed",
     "search",
@@ -38,8 +41,12 @@ COMMANDS = [
 THRESHER = str(Path(sys.executable).with_name("thresher"))
 
 
-def thresher(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([THRESHER, *map(str, args)], capture_output=True, text=True, timeout=300)
+def thresher(
+    *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [THRESHER, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"thresher {' '.join(map(str, args))} -> {proc.returncode}\n"
@@ -65,6 +72,9 @@ def test_ingest_then_count_with_sql(tmp_path) -> None:
     assert "60 rows kept, 0 rejected" in out
     sql = thresher("sql", tmp_path / "s", "SELECT count(*) AS n FROM items", "--format", "csv")
     assert sql.stdout == "n\n60\n"
+    stages = json.loads(thresher("runs", tmp_path / "s", "--stages", "--format", "json").stdout)
+    assert [(s["flow"], s["stage"], s["rows_kept"]) for s in stages] == [("ingest", "ingest", 60)]
+    assert stages[0]["seconds"] > 0  # a run's only stage takes the run's wall time
     js = thresher(
         "sql", tmp_path / "s", "SELECT id, text FROM items ORDER BY id LIMIT 2", "--format", "json"
     )
@@ -157,20 +167,41 @@ def test_sql_is_answered_while_a_flow_is_writing(tmp_path) -> None:
     )
 
 
+def test_version_and_usage_errors_are_one_line() -> None:
+    from importlib.metadata import version
+
+    assert thresher("--version").stdout.strip() == f"thresher, version {version('thresher')}"
+    bad = thresher("select", "s", "train", "--keep", "0", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "thresher: error: thresher select: Invalid value for '--keep': 0.0 is not in the "
+        "range 0<x<=1."
+    ]
+    assert thresher("nosuch", check=False).stderr == "thresher: error: No such command 'nosuch'.\n"
+
+
 def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
-    out = thresher("demo", "--store", tmp_path / "demo").stdout
-    s = Store(tmp_path / "demo" / "store")
+    out = thresher("demo", cwd=tmp_path).stdout  # no --store: ./thresher-demo
+    demo = tmp_path / "thresher-demo"
+    assert f"building the demo store in {demo}" in out
+    # the hints name the command as it was started: the venv's path unless it is on PATH
+    on_path = shutil.which("thresher") and Path(shutil.which("thresher")).samefile(THRESHER)
+    program = "thresher" if on_path else os.path.relpath(THRESHER, tmp_path)
+    assert f"next: {program} sql {demo / 'store'}" in out
+    s = Store(demo / "store")
     stages = {
         r["stage"]: r
         for r in s.query(
-            "SELECT stage, rows_in, rows_kept, rows_dropped FROM stages WHERE run_id = "
+            "SELECT stage, rows_in, rows_kept, rows_dropped, rows_rejected FROM stages "
+            "WHERE run_id = "
             "(SELECT max(run_id) FROM runs WHERE flow = 'curate')"
         ).to_pylist()
     }
     assert list(stages) == [
         *("ingest", "filter", "dedup", "embed", "semantic", "score", "select", "publish")
     ]
-    assert stages["ingest"]["rows_kept"] == 3000 and stages["ingest"]["rows_dropped"] == 4
+    assert stages["ingest"]["rows_kept"] == 3000 and stages["ingest"]["rows_dropped"] == 0
+    assert stages["ingest"]["rows_rejected"] == 4  # unreadable rows are not "dropped"
     counts = dict(
         tuple(r.values())
         for r in s.query("SELECT method, count(*) AS n FROM duplicates GROUP BY method").to_pylist()
@@ -179,5 +210,5 @@ def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
     assert f"{counts['exact']} exact, {counts['fuzzy']} fuzzy" in out
     assert "funnel search:" in out and "published selection 'train'" in out
     # the config the demo wrote runs again from the command line, with nothing left to do
-    again = thresher("run", "-q", tmp_path / "demo" / "curate.toml").stdout
+    again = thresher("run", "-q", demo / "curate.toml").stdout
     assert again.count("skipped") == 8

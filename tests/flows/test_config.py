@@ -73,6 +73,26 @@ def test_publish_uri_keeps_uris_and_resolves_folders(tmp_path: Path, given, reso
             r"\[embed\] batch_size: expected int, got '64'",
         ),
         ('store = "s"\n[ingest\n', "not valid TOML"),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nkeep = nan\n',
+            r"\[select\] keep: nan is not a finite number",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[dedup]\nfuzzy = inf\n',
+            r"\[dedup\] fuzzy: inf is not a finite number",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nseed = -1\n',
+            r"\[select\] seed: -1 is out of range; allowed: \[0, 4294967295\]",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[score]\nseed = 4294967296\n',
+            r"\[score\] seed: 4294967296 is out of range",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[filter]\ndrop_regex = ["(unclosed"]\n',
+            r"\[filter\] drop_regex: bad regular expression '\(unclosed'",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path: Path, body: str, message: str) -> None:

@@ -57,7 +57,8 @@ def _config(folder: Path, store: str, sources: list[str]) -> Path:
 
 def _stages(store: Store, run_id: int) -> dict[str, dict]:
     rows = store.query(
-        "SELECT stage, key, rows_in, rows_kept, rows_dropped FROM stages WHERE run_id = $r",
+        "SELECT stage, key, rows_in, rows_kept, rows_dropped, rows_rejected, seconds FROM stages "
+        "WHERE run_id = $r",
         {"r": run_id},
     ).to_pylist()
     return {r["stage"]: r for r in rows}
@@ -87,6 +88,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     records = make_records(1500, seed=3)
     records[5]["text"] = "too short"
     write_jsonl(folder / "a.jsonl", records[:700])
+    with (folder / "a.jsonl").open("a") as f:
+        f.write("not json\n")  # one reject: counted as rejected, not dropped
     pq.write_table(pa.Table.from_pylist(records[700:1300]), folder / "b.parquet")
     write_jsonl(folder / "c.jsonl", records[1300:])  # arrives later
     return folder
@@ -124,6 +127,19 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
         *("ingest", "filter", "dedup", "embed", "semantic", "score", "select", "publish")
     ]
     assert stages["ingest"]["rows_kept"] == 1300
+    assert (stages["ingest"]["rows_dropped"], stages["ingest"]["rows_rejected"]) == (0, 1)
+    # the run row counts each item once and takes the flow's wall time, not the commit's
+    row = store.query(
+        "SELECT rows_in, rows_kept, rows_dropped, rows_rejected, "
+        "epoch(finished_at - started_at) AS s FROM runs WHERE run_id = $r",
+        {"r": reference["first_run"]},
+    ).to_pylist()[0]
+    dropped = sum(stages[s]["rows_dropped"] for s in ("filter", "dedup", "semantic"))
+    assert (row["rows_in"], row["rows_rejected"], row["rows_dropped"]) == (1301, 1, dropped)
+    assert row["rows_kept"] == 1300 - dropped
+    seconds = [r["seconds"] for r in stages.values()]
+    assert all(s is not None and s >= 0 for s in seconds)
+    assert row["s"] >= sum(seconds) > 1.0  # a curate run takes seconds, not the 0 of before
     assert stages["filter"]["rows_dropped"] >= 1  # "too short"
     state = reference["state"]
     assert len(state["items"]) == 1300
@@ -262,3 +278,37 @@ def test_missing_source_is_one_line_and_no_store_is_made(tmp_path: Path) -> None
         f"thresher: error: {tmp_path}/nope/*.jsonl: no files match this pattern"
     ]
     assert not (tmp_path / "s").exists()
+
+
+def _prefect_startup_timeout(env: dict[str, str]) -> str:
+    code = (
+        "import thresher.flows.curate\n"
+        "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as S\n"
+        "print(S.value())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_prefect_server_start_timeout_is_longer_and_a_users_value_is_kept() -> None:
+    env = {k: v for k, v in os.environ.items() if "EPHEMERAL_STARTUP" not in k}
+    assert _prefect_startup_timeout(env) == "120"  # Prefect's own default: 20
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "7"
+    assert _prefect_startup_timeout(env) == "7"
+
+
+def test_prefect_server_start_timeout_is_one_line_naming_the_setting(tmp_path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [{"doc_id": 1, "text": "x", "topic": "t"}])
+    config = _config(tmp_path, str(tmp_path / "s"), [str(tmp_path / "a.jsonl")])
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run(
+        [THRESHER, "run", "-q", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("thresher: error: "), proc.stderr
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in lines[0]
+    assert "PREFECT_API_URL" in lines[0]

@@ -53,9 +53,13 @@ def test_embed_runs_as_ray_actors_and_only_new_items_later(embedded: Store) -> N
 
 
 def test_search_like_and_text(embedded: Store) -> None:
-    some = embedded.query("SELECT item_id, text FROM items ORDER BY item_id LIMIT 1").to_pylist()[0]
+    some = embedded.query(
+        "SELECT item_id, doc_id, text FROM items ORDER BY item_id LIMIT 1"
+    ).to_pylist()[0]
     hits = search(embedded, like=some["item_id"], k=5)
-    assert hits.column_names == ["rank", "item_id", "similarity", "text"]
+    # the hits show the user's own id column next to thresher's item_id
+    assert hits.column_names == ["rank", "item_id", "similarity", "doc_id", "text"]
+    assert search(embedded, like_id=str(some["doc_id"]), k=5).equals(hits)
     assert hits.num_rows == 5 and some["item_id"] not in hits.column("item_id").to_pylist()
     sims = hits.column("similarity").to_pylist()
     assert sims == sorted(sims, reverse=True)
@@ -71,6 +75,8 @@ def test_search_like_and_text(embedded: Store) -> None:
         ({"text": "x", "model": "nope"}, "no embeddings for model 'nope'"),
         ({"text": "   "}, "--text is empty"),
         ({}, "exactly one of"),
+        ({"like_id": "no-such-doc"}, "no item has doc_id = 'no-such-doc'"),
+        ({"like": 1, "like_id": "1"}, "exactly one of"),
     ],
 )
 def test_search_errors_are_clear(embedded: Store, kwargs, message) -> None:

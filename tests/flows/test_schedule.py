@@ -173,3 +173,31 @@ def test_schedule_refuses_a_bad_cron(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "thresher: error: --cron 'every day' is not a valid cron expression"
     ]
+
+
+def test_schedule_without_a_server_says_so_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", make_records(20, seed=1))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('store = "s"\n[ingest]\nsources = ["a.jsonl"]\n')
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    proc = subprocess.Popen(
+        [THRESHER, "schedule", str(cfg), "--cron", "0 3 * * *"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        # serving: Prefect prints its banner once the deployment is registered
+        _wait("the serving banner", lambda: "being served" in proc.stdout.readline(), 120)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, stderr
+    assert "no PREFECT_API_URL: serving on a temporary local Prefect server" in stderr
+    assert stderr.strip().endswith("schedule stopped")
+    assert "Traceback" not in stderr and "RuntimeWarning" not in stderr

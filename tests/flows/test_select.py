@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -48,6 +51,8 @@ def test_select_never_picks_duplicates_and_is_queryable(scored, policy) -> None:
     kept = scored.query("SELECT count(*) FROM items ANTI JOIN duplicates USING (item_id)")
     assert report.candidates == kept.column(0)[0].as_py()
     assert report.selected == round(0.25 * report.candidates)
+    # the report names the policy that ran: keep 25%, several per cluster -> random
+    assert report.policy == ("auto = random" if policy == "auto" else policy)
     rows = scored.query(
         "SELECT count(*) AS n, sum(weight) AS w FROM selections s "
         "SEMI JOIN duplicates d USING (item_id)"
@@ -68,7 +73,7 @@ def test_where_and_label_balance_and_export(scored, tmp_path) -> None:
         .to_pylist()
     )
     assert labels == [1] and r.selected > 0
-    n = export(scored, "lab", str(tmp_path / "out"))
+    n = export(scored, "lab", str(tmp_path / "out")).rows
     table = ds.dataset(tmp_path / "out").to_table()
     assert n == table.num_rows == r.selected and "weight" in table.column_names
     with pytest.raises(ValueError, match="no selection named"):
@@ -80,8 +85,12 @@ def test_where_and_label_balance_and_export(scored, tmp_path) -> None:
 def test_learn_writes_weighted_selection(scored) -> None:
     from thresher.flows.learn import learn
 
-    r = learn(scored, "al", 60, rounds=3, strategy="iwes", seed=1)
+    calls: list[tuple[int, int]] = []
+    r = learn(
+        scored, "al", 60, rounds=3, strategy="iwes", seed=1, on_progress=lambda *a: calls.append(a)
+    )
     assert 0 < r.selected <= 60 and len(r.curve) >= 2
+    assert calls == [(i, 4) for i in range(1, len(r.curve) + 1)]  # one call per round
     rows = scored.query(
         "SELECT count(*) AS n, min(weight) AS lo, max(weight) AS hi FROM "
         "selections WHERE selection = 'al'"
@@ -153,3 +162,37 @@ def test_label_loop_without_a_label_column(store, tmp_path, ray_session) -> None
     with pytest.raises(ValueError, match="unknown class"):
         add_labels(store, str(bad_class))
     assert add_labels(store, str(bad_class), allow_new_classes=True) == 1
+
+
+def test_an_empty_selection_is_refused_and_export_names_the_version(store, tmp_path) -> None:
+    from tests.flows.test_cli import THRESHER, records
+    from tests.helpers import snapshot, write_jsonl
+
+    write_jsonl(tmp_path / "a.jsonl", records(30))
+    ingest(store, [str(tmp_path / "a.jsonl")], IngestConfig(text_column="text"))
+    first = select_items(store, "s", 0.5, policy="random", balance="none")
+    before = snapshot(store)
+
+    def cli(*args: object) -> subprocess.CompletedProcess:
+        env = {**os.environ, "THRESHER_LOCAL_MAX_ROWS": ""}  # 30 rows: no Ray in the subprocess
+        return subprocess.run(
+            [THRESHER, *map(str, args)], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    proc = cli(
+        "select", store.root, "s", "--keep", "0.0001", "--policy", "random", "--balance", "none"
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "keeps no item" in lines[0], proc.stderr
+    assert snapshot(store) == before  # no run, no file
+    with pytest.raises(ValueError, match="keeps no item"):
+        select_items(store, "s", 0.0001, policy="random", balance="none")
+    assert snapshot(store) == before
+
+    out = cli("export", store.root, "s", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        f"15 rows of selection 's' version {first.run_id} written to {tmp_path / 'out'}"
+    )
+    assert ds.dataset(tmp_path / "out").to_table().num_rows == first.selected == 15

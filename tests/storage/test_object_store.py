@@ -90,7 +90,10 @@ def test_export_to_s3_then_two_ranks_stream_it_exactly_once(s3, selected) -> Non
     uri = f"s3://{BUCKET}/selections/train"
     proc = thresher("export", str(selected.root), "train", uri)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"200 rows written to {uri}"
+    version = selected.query("SELECT max(run_id) FROM selections").column(0)[0].as_py()
+    assert (
+        proc.stdout.strip() == f"200 rows of selection 'train' version {version} written to {uri}"
+    )
     want = dict(
         selected.query(
             "SELECT i.id, s.weight FROM selections s JOIN items i USING (item_id) "
