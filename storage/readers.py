@@ -2,8 +2,10 @@
 
 Each reader yields `Chunk`s of at most `batch_rows` rows, so memory stays
 bounded whatever the file size. A row that cannot be parsed (a JSONL line that
-is not a JSON object, a CSV row with the wrong number of fields, bytes that
-are not UTF-8) becomes a reject carrying its row number and raw text; a file
+is not a JSON object or holds an integer beyond int64, a CSV row with the
+wrong number of fields, bytes that are not UTF-8) becomes a reject carrying
+its line number and raw text; a column whose values mix types no one column
+can hold (an int and a string) stops the file (see `schemas`); a file
 that cannot be read at all (missing, unreadable, truncated) raises
 `SourceError` naming the file.
 """
@@ -144,7 +146,7 @@ def _json_chunk(
     try:
         table = pa.Table.from_pylist(records)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        records, rows, too_big = _drop_big_ints(records, rows)
+        records, rows, too_big = _drop_bad_records(records, rows)
         rejects = sorted([*rejects, *too_big])
         try:
             table = pa.Table.from_pylist(records)
@@ -166,7 +168,7 @@ def _big_int(value: Any) -> bool:
     return False
 
 
-def _drop_big_ints(
+def _drop_bad_records(
     records: list[dict], rows: list[int]
 ) -> tuple[list[dict], list[int], list[tuple[int, str, str]]]:
     """Records that no column type can hold become rejects: an integer beyond int64
