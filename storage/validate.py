@@ -105,7 +105,7 @@ class Validator:
         dim = self.embedding_dim
         wrong = ~null & (lengths > 0) & (lengths != dim)
         mark(wrong, lambda i: f"embedding length {lengths[i]}, expected {dim}")
-        ok = ~null & ~wrong
+        ok = ~null & (lengths > 0) & ~wrong
         if not ok.any():
             return
         flat = pc.list_flatten(col.filter(pa.array(ok))).to_numpy(zero_copy_only=False)

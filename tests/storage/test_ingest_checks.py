@@ -281,3 +281,13 @@ def test_a_second_text_column_is_refused_and_init_renames_it(store, tmp_path) ->
 def test_an_object_with_an_empty_key_is_refused(store, tmp_path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", [{"text": "a", "m": {"0": {"": 1}}}])
     refused(store, [path], TEXT, r"column 'm' is .*: an object with an empty key")
+
+
+@pytest.mark.parametrize("vectors", [[[]], [[1.0, 2.0], [], [0.5, 0.5]]])
+def test_an_empty_embedding_is_rejected(store, tmp_path, vectors) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [{"emb": v} for v in vectors])
+    report = ingest(store, [str(path)], IngestConfig(embedding_column="emb"))
+    assert (report.kept, report.rejected) == (len(vectors) - 1, 1)
+    assert store.query("SELECT reason FROM rejects").column(0).to_pylist() == [
+        "empty embedding in column 'emb'"
+    ]
