@@ -122,11 +122,20 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 @cli.command()
 @click.argument("store")
-def init(store: str) -> None:
-    """Create an empty store at STORE (or refresh the views of an existing one)."""
+@click.option("--text-column", help="On an existing store: the text column of its sources.")
+@click.option("--label-column", help="On an existing store: the label column of its sources.")
+def init(store: str, text_column: str | None, label_column: str | None) -> None:
+    """Create an empty store at STORE (or refresh the views of an existing one).
+
+    With --text-column or --label-column, name that column for every source ingested
+    so far: the fix for a store ingested without (or with the wrong) --text-column."""
+    from thresher.storage.roles import set_roles
     from thresher.storage.store import Store
 
     s = Store.init(store)
+    roles = {"text_column": text_column, "label_column": label_column}
+    if given := {k: v for k, v in roles.items() if v}:
+        set_roles(s, given)
     click.echo(f"store ready at {s.root}")
 
 
@@ -676,8 +685,12 @@ def embed(
     """
     from thresher.flows.embed import IndexConfig
     from thresher.flows.embed import embed as run_embed
-    from thresher.scoring.embedders import EmbedderConfig
+    from thresher.scoring.embedders import EmbedderConfig, model_path
 
+    try:
+        model_path(model)  # there, not loaded: a wrong name fails before anything runs
+    except ThresherError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
     s = _open_store(store)
     cfg = EmbedderConfig(
         model=model, max_seq_length=max_seq_length, int8=int8, batch_size=batch_size

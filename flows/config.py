@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thresher.scoring.embedders import Device
+from thresher.scoring.embedders import BUILTIN, Device, model_path
 from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
 from thresher.storage.errors import ConfigError, ThresherError
@@ -176,6 +176,7 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
     sections["ingest"] = dataclasses.replace(
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
+    sections["embed"] = _embed_model(sections["embed"], base, fail)
     sections["select"] = _select(sections["select"], base, fail)
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
 
@@ -197,6 +198,18 @@ def _select(section: SelectSection, base: Path, fail) -> SelectSection:
     if not target.strip():
         raise fail("[select] publish_uri: empty; give a folder or URI, or false")
     return dataclasses.replace(section, publish_uri=_resolve(base, target))
+
+
+def _embed_model(embed: EmbedSection, base: Path, fail) -> EmbedSection:
+    """A bundled model name as it is; a folder resolved and checked (not loaded)."""
+    model = embed.model if embed.model in BUILTIN else _resolve(base, embed.model)
+    try:
+        model_path(model)
+    except ThresherError as exc:
+        raise fail(
+            f"[embed] model: {str(exc).replace(repr(model), repr(embed.model), 1)}"
+        ) from None
+    return dataclasses.replace(embed, model=model)
 
 
 def _resolve(base: Path, value: str) -> str:

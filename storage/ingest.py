@@ -27,16 +27,15 @@ from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from thresher.storage import readers, uri
+from thresher.storage import readers, roles, schemas, uri
 from thresher.storage.errors import ThresherError
 from thresher.storage.readers import Chunk, Format, SourceError
 from thresher.storage.store import StageCounts, Store, TableWriter
+from thresher.storage.validate import Validator, id_keys
 
 log = logging.getLogger(__name__)
 
-RESERVED = ("item_id", "batch_id")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -175,110 +174,6 @@ def item_ids(salt: int, keys: np.ndarray) -> np.ndarray:
     return (z & _MASK64).view(np.int64)
 
 
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
-def _id_keys(column: pa.ChunkedArray) -> np.ndarray:
-    """uint64 keys from an id column: integers as they are, anything else hashed."""
-    if pa.types.is_integer(column.type):
-        return column.to_numpy().astype(np.int64).view(np.uint64)
-    return np.fromiter((_hash64(str(v)) for v in column.to_pylist()), np.uint64, len(column))
-
-
-class _Validator:
-    """Row checks for one ingest; remembers the embedding width and ids seen so far."""
-
-    def __init__(self, cfg: IngestConfig, embedding_dim: int | None, seen_ids: np.ndarray) -> None:
-        self.cfg, self.embedding_dim, self.seen_ids = cfg, embedding_dim, seen_ids
-
-    def check_columns(self, path: str, table: pa.Table) -> None:
-        names = table.column_names
-        for role, column in self.cfg.roles().items():
-            if column not in names:
-                raise SourceError(
-                    f"{path}: no column {column!r} (--{role.replace('_', '-')}); "
-                    f"columns: {', '.join(names)}"
-                )
-        for name in RESERVED:
-            if name in names:
-                raise SourceError(f"{path}: column {name!r} is reserved by thresher; rename it")
-
-    def bad_rows(self, table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
-        """A boolean mask of rows to reject and, per row, the first reason."""
-        n = table.num_rows
-        reasons: list[str | None] = [None] * n
-        bad = np.zeros(n, dtype=bool)
-
-        def mark(mask: np.ndarray, reason: str | Callable[[int], str]) -> None:
-            for i in np.flatnonzero(mask & ~bad):
-                reasons[i] = reason(int(i)) if callable(reason) else reason
-            bad[:] |= mask
-
-        cfg = self.cfg
-        if cfg.text_column:
-            text = table.column(cfg.text_column)
-            if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
-                text = text.cast(pa.string())
-            empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), True)
-            mark(_np(empty), f"null or empty text in column {cfg.text_column!r}")
-        if cfg.id_column:
-            ids = table.column(cfg.id_column)
-            mark(_np(pc.is_null(ids)), f"null id in column {cfg.id_column!r}")
-        if cfg.embedding_column:
-            self._check_embeddings(table.column(cfg.embedding_column), mark)
-        return bad, reasons
-
-    def _check_embeddings(self, col: pa.ChunkedArray, mark: Callable) -> None:
-        name = self.cfg.embedding_column
-        if not (
-            pa.types.is_list(col.type)
-            or pa.types.is_large_list(col.type)
-            or pa.types.is_fixed_size_list(col.type)
-        ):
-            raise SourceError(f"column {name!r} is {col.type}, not a list of floats")
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-        null = _np(col.is_null())
-        mark(null, f"null embedding in column {name!r}")
-        lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
-        if self.embedding_dim is None and (~null).any():
-            self.embedding_dim = int(lengths[~null][0])
-        dim = self.embedding_dim
-        wrong = ~null & (lengths != dim)
-        mark(wrong, lambda i: f"embedding length {lengths[i]}, expected {dim}")
-        ok = ~null & ~wrong
-        if not ok.any():
-            return
-        values = pc.list_flatten(col.filter(pa.array(ok))).to_numpy(zero_copy_only=False)
-        finite = np.isfinite(values.astype(np.float32, copy=False)).reshape(-1, dim).all(axis=1)
-        nonfinite = np.zeros(len(ok), dtype=bool)
-        nonfinite[np.flatnonzero(ok)[~finite]] = True
-        mark(nonfinite, f"NaN or infinite value in embedding column {name!r}")
-
-    def duplicate_ids(self, ids: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Mark candidate ids seen before (in the store, earlier rows or this batch)."""
-        dup = np.zeros(len(ids), dtype=bool)
-        idx = np.flatnonzero(candidates)
-        values = ids[idx]
-        pos = np.searchsorted(self.seen_ids, values)
-        known = (
-            (pos < len(self.seen_ids))
-            & (self.seen_ids[np.minimum(pos, max(len(self.seen_ids) - 1, 0))] == values)
-            if len(self.seen_ids)
-            else np.zeros(len(values), dtype=bool)
-        )
-        _, first = np.unique(values, return_index=True)
-        repeated = np.ones(len(values), dtype=bool)
-        repeated[first] = False
-        dup[idx[known | repeated]] = True
-        self.seen_ids = np.union1d(self.seen_ids, values)
-        return dup
-
-
-def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def ingest(
     store: Store,
     sources: Sequence[str],
@@ -290,12 +185,13 @@ def ingest(
     `on_progress(bytes_done, bytes_total)` is called as data is read.
     """
     cfg = config or IngestConfig()
+    roles.check_consistent(store, cfg.roles())
     files = expand_sources(sources, cfg.format)
     formats = [readers.detect_format(p, cfg.format) for p in files]
     with store.run("ingest", {"sources": [str(p) for p in files], **asdict(cfg)}) as run:
         report = IngestReport(run.run_id)
-        known, stamps, next_batch, dim, seen = _store_state(store, cfg)
-        validator = _Validator(cfg, dim, seen)
+        known, stamps, next_batch = _store_state(store)
+        validator = _validator(store, cfg)
         total = sum(_size(p) for p in files)
         done_before = 0
         for path, fmt in zip(files, formats, strict=True):
@@ -372,17 +268,9 @@ def _offset(
     return update
 
 
-def _store_state(
-    store: Store, cfg: IngestConfig
-) -> tuple[dict[str, int], dict[str, int], int, int | None, np.ndarray]:
+def _validator(store: Store, cfg: IngestConfig) -> Validator:
+    """Row checks that know the store: its embedding width, ids and column types."""
     with store.read() as con:
-        known = dict(con.execute("SELECT fingerprint, batch_id FROM sources").fetchall())
-        stamps = dict(
-            con.execute("SELECT stamp, batch_id FROM sources WHERE stamp IS NOT NULL").fetchall()
-        )
-        (next_batch,) = con.execute(
-            "SELECT coalesce(max(batch_id), 0) + 1 FROM sources"
-        ).fetchall()[0]
         dims = (
             con.execute(
                 "SELECT embedding_dim FROM sources WHERE embedding_column = ? ORDER BY batch_id",
@@ -395,7 +283,20 @@ def _store_state(
         if cfg.id_column:
             seen = con.sql("SELECT item_id FROM items ORDER BY item_id").to_arrow_table()
             seen = seen.column(0).to_numpy()
-    return known, stamps, int(next_batch), (dims[0][0] if dims else None), seen
+    types = schemas.ColumnTypes.of_files(store.table_files("items"))
+    return Validator(cfg.roles(), dims[0][0] if dims else None, seen, types, cfg.batch_rows)
+
+
+def _store_state(store: Store) -> tuple[dict[str, int], dict[str, int], int]:
+    with store.read() as con:
+        known = dict(con.execute("SELECT fingerprint, batch_id FROM sources").fetchall())
+        stamps = dict(
+            con.execute("SELECT stamp, batch_id FROM sources WHERE stamp IS NOT NULL").fetchall()
+        )
+        (next_batch,) = con.execute(
+            "SELECT coalesce(max(batch_id), 0) + 1 FROM sources"
+        ).fetchall()[0]
+    return known, stamps, int(next_batch)
 
 
 def _ingest_file(
@@ -403,69 +304,110 @@ def _ingest_file(
     fmt: str,
     fp: str,
     batch_id: int,
-    validator: _Validator,
+    validator: Validator,
     run,
     progress: Callable[[int], object],
     name: str,
 ) -> SourceReport:
     """Ingest local file `path`; `name` is the source as the user gave it (a path or URI)."""
-    items: TableWriter = run.writer("items", batch_id)
-    rejects: TableWriter = run.writer("rejects", batch_id)
-    salt = int(fp[:16], 16)
     report = SourceReport(name, "ingested", batch_id)
-    checked = False
     try:
-        for chunk in readers.read_chunks(path, fmt, validator.cfg.batch_rows):
-            if chunk.table.num_columns and not checked:
-                validator.check_columns(name, chunk.table)
-                checked = True
-            kept, rejected = _process_chunk(chunk, salt, batch_id, validator, name)
-            items.write(kept)
-            rejects.write(_rejects_table(name, rejected, run.run_id))
-            report.rows_in += kept.num_rows + len(rejected)
-            report.kept += kept.num_rows
-            report.rejected += len(rejected)
-            progress(chunk.bytes_done)
+        _read_file(path, fmt, fp, validator, run, progress, report)
     except SourceError as exc:  # a downloaded copy: name the object, not the copy
         if str(path) == name:
             raise
         raise SourceError(str(exc).replace(str(path), name)) from exc
-    items.close()
-    rejects.close()
     run.record(StageCounts("ingest", name, report.rows_in, report.kept, 0, report.rejected))
     return report
 
 
+def _read_file(
+    path: Path,
+    fmt: str,
+    fp: str,
+    validator: Validator,
+    run,
+    progress: Callable[[int], object],
+    report: SourceReport,
+) -> None:
+    name, batch_id = report.path, report.batch_id
+    items: TableWriter = run.writer("items", batch_id)
+    rejects: TableWriter = run.writer("rejects", batch_id)
+    salt = int(fp[:16], 16)
+    checked = False
+    for chunk in readers.read_chunks(path, fmt, validator.batch_rows):
+        if chunk.table.num_columns and not checked:
+            validator.check_columns(name, chunk.table)
+            checked = True
+        kept, rejected = _process_chunk(chunk, salt, report.batch_id or 0, validator, name)
+        if chunk.line_of is not None:  # CSV: record numbers to the lines they start on
+            rejected = [(chunk.line_of(r), why, raw) for r, why, raw in sorted(rejected)]
+        if kept.num_rows:
+            kept = schemas.storable(name, kept)
+            validator.types.check(name, kept.schema)
+        items.write(kept)
+        rejects.write(_rejects_table(name, rejected, run.run_id))
+        report.rows_in += kept.num_rows + len(rejected)
+        report.kept += kept.num_rows
+        report.rejected += len(rejected)
+        progress(chunk.bytes_done)
+    if not checked:  # no row, not even a header: the roles cannot be there
+        schemas.check_roles(name, [], validator.roles)
+    items.close()
+    rejects.close()
+
+
 def _process_chunk(
-    chunk: Chunk, salt: int, batch_id: int, validator: _Validator, source: str
+    chunk: Chunk, salt: int, batch_id: int, validator: Validator, source: str
 ) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     table, rows = chunk.table, chunk.rows
+    lines = rows if chunk.records is None else chunk.records  # what `rejects.row` says
     rejected = list(chunk.rejects)
     if table.num_rows == 0:
         return table, rejected
-    cfg = validator.cfg
-    if cfg.text_column:
-        table, rows, undecodable = readers.drop_undecodable(table, rows, [cfg.text_column])
-        rejected += undecodable
-        if table.num_rows and not pa.types.is_string(table.column(cfg.text_column).type):
-            idx = table.schema.get_field_index(cfg.text_column)
-            table = table.set_column(
-                idx, cfg.text_column, table.column(cfg.text_column).cast(pa.string())
-            )
-    bad, reasons = validator.bad_rows(table)
-    keys = _id_keys(table.column(cfg.id_column)) if cfg.id_column else rows.astype(np.uint64)
-    ids = item_ids(0 if cfg.id_column else salt, keys)
-    dup = validator.duplicate_ids(ids, ~bad) if cfg.id_column else None
-    if dup is not None and dup.any():
+    table = _with_role_columns(table, validator.roles)
+    if text := validator.roles.get("text_column"):
+        table, keep, undecodable = readers.drop_undecodable(
+            table, np.arange(table.num_rows), [text]
+        )
+        rejected += [(int(lines[i]), reason, raw) for i, reason, raw in undecodable]
+        rows, lines = rows[keep], lines[keep]
+        table = _text_as_string(table, text, source)
+    bad, reasons = validator.bad_rows(table, source)
+    id_column = validator.roles.get("id_column")
+    keys = id_keys(table.column(id_column)) if id_column else rows.astype(np.uint64)
+    ids = item_ids(0 if id_column else salt, keys)
+    if id_column:
+        dup = validator.duplicate_ids(ids, ~bad)
         for i in np.flatnonzero(dup):
-            reasons[i] = f"duplicate id {table.column(cfg.id_column)[int(i)].as_py()!r}"
+            reasons[i] = f"duplicate id {table.column(id_column)[int(i)].as_py()!r}"
         bad |= dup
     if bad.any():
-        rejected += _raw_rows(table, rows, bad, reasons)
+        rejected += _raw_rows(table, lines, bad, reasons)
         table, ids = table.filter(pa.array(~bad)), ids[~bad]
     table = table.add_column(0, "batch_id", pa.array(np.full(len(ids), batch_id, np.int64)))
     table = table.add_column(0, "item_id", pa.array(ids))
     return table, rejected
+
+
+def _with_role_columns(table: pa.Table, roles: dict[str, str]) -> pa.Table:
+    """A later chunk of a JSONL file whose rows all lack a role column gets it as nulls
+    (its rows are then rejected as a null text, id or embedding)."""
+    for column in roles.values():
+        if column not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows))
+    return table
+
+
+def _text_as_string(table: pa.Table, column: str, source: str) -> pa.Table:
+    kind = table.schema.field(column).type
+    if pa.types.is_string(kind):
+        return table
+    nested = pa.types.is_nested(kind) or pa.types.is_dictionary(kind)
+    if nested:
+        raise SourceError(f"{source}: text column {column!r} is {kind}, not text")
+    idx = table.schema.get_field_index(column)
+    return table.set_column(idx, column, table.column(column).cast(pa.string()))
 
 
 def _raw_rows(table: pa.Table, rows: np.ndarray, bad: np.ndarray, reasons) -> list:

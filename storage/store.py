@@ -39,6 +39,8 @@ from thresher.storage.errors import StoreError, ThresherError
 
 log = logging.getLogger(__name__)
 
+# the columns a store's sources name, each for one use (`thresher ingest --text-column`...)
+ROLES = ("id_column", "text_column", "label_column", "embedding_column")
 # what one DuckDB query that stages a stage's input may hold in memory before it spills
 COPY_MEMORY_LIMIT = "1GB"
 
@@ -170,6 +172,7 @@ class Run:
     # them (the curate flow counts each item once, not once per stage)
     totals: tuple[int, int, int, int] | None = None
     catalog_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)  # set on every source at commit
     _staged: list[tuple[str, Path, int, int | None]] = field(default_factory=list)
     _staged_paths: list[Path] = field(default_factory=list)
     _writers: list[TableWriter] = field(default_factory=list)
@@ -281,6 +284,9 @@ class Run:
                 con.execute(
                     f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values())
                 )
+            for role, column in self.roles.items():
+                assert role in ROLES, role
+                con.execute(f"UPDATE sources SET {role} = ?", [column])
             one = len(self.stages) == 1
             for s in self.stages:
                 con.execute(
@@ -346,6 +352,7 @@ class Store:
         if path.is_dir() and any(path.iterdir()) and not (path / catalog.CATALOG_FILE).exists():
             raise ThresherError(f"{path} is a non-empty directory without a thresher catalog")
         (path / "tables").mkdir(parents=True, exist_ok=True)
+        (path / ".lock").touch()  # there from the start: a run that fails adds no file
         with (
             catalog.connect(path / catalog.CATALOG_FILE, read_only=False) as con,
             catalog.store_errors(path, {}),
@@ -528,7 +535,10 @@ class Store:
                 ).fetchall()
             ]
         if not names:
-            raise ThresherError(f"store {self.root} has no text column: ingest with --text-column")
+            raise ThresherError(
+                f"store {self.root} has no text column: name it with "
+                f"thresher init {self.root} --text-column COLUMN"
+            )
         if len(names) > 1:
             raise ThresherError(f"store {self.root} has several text columns: {', '.join(names)}")
         return names[0]

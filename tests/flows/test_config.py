@@ -6,8 +6,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from thresher.flows import config
+from thresher.flows.cli import cli
+from thresher.storage.store import Store
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -164,3 +167,38 @@ def test_ingest_section_takes_an_embedding_column(tmp_path: Path) -> None:
         config.load(
             _write(tmp_path, 'store = "s"\n[ingest]\nsources = ["a"]\n[embed]\ndevice = "tpu"\n')
         )
+
+
+@pytest.mark.parametrize("model", ["no-such-model", "./missing-folder"])
+def test_unknown_embed_model_is_refused_when_the_config_loads(tmp_path: Path, model) -> None:
+    path = _write(tmp_path, f'store = "s"\n[ingest]\nsources = ["a"]\n[embed]\nmodel = "{model}"\n')
+    with pytest.raises(config.ConfigError, match=rf"\[embed\] model: '{model}'.*minilm"):
+        config.load(path)
+
+
+def test_a_local_model_folder_is_accepted_without_loading_it(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    path = _write(tmp_path, 'store = "s"\n[ingest]\nsources = ["a"]\n[embed]\nmodel = "m"\n')
+    assert config.load(path).embed.model == str(tmp_path / "m")
+
+
+def test_embed_with_an_unknown_model_is_refused_before_anything_runs(tmp_path) -> None:
+    store = Store.init(tmp_path / "s")
+    result = CliRunner().invoke(cli, ["embed", str(store.root), "--model", "nope"])
+    assert result.exit_code == 2
+    assert result.output.startswith("thresher: error: ") and result.output.count("\n") == 1
+    assert "--model" in result.output and "'nope'" in result.output and "minilm" in result.output
+    assert store.query("SELECT count(*) FROM runs").column(0)[0].as_py() == 0
+
+
+def test_run_with_an_unknown_model_stops_before_ingest(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"text": "hello"}\n')
+    store = Store.init(tmp_path / "s")
+    path = _write(
+        tmp_path, 'store = "s"\n[ingest]\nsources = ["a.jsonl"]\n[embed]\nmodel = "nope"\n'
+    )
+    result = CliRunner().invoke(cli, ["run", str(path), "-q"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "[embed] model: 'nope'" in result.output and "minilm" in result.output
+    assert store.query("SELECT count(*) FROM runs").column(0)[0].as_py() == 0
