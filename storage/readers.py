@@ -144,15 +144,23 @@ def _json_chunk(
     path: Path, records: list[dict], rows: list[int], rejects: list, done: int
 ) -> Chunk:
     try:
-        table = pa.Table.from_pylist(records)
+        table = _records_table(records)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         records, rows, too_big = _drop_bad_records(records, rows)
         rejects = sorted([*rejects, *too_big])
         try:
-            table = pa.Table.from_pylist(records)
+            table = _records_table(records)
         except (pa.ArrowException, TypeError, ValueError) as exc:
             raise _mixed_types(path, records, rows) from exc
     return Chunk(table, np.asarray(rows, dtype=np.int64), rejects, done)
+
+
+def _records_table(records: list[dict]) -> pa.Table:
+    """One column per key of any record, in the order keys first appear. (Arrow's
+    `Table.from_pylist` takes the columns of the first record only and would drop a
+    field the first line lacks.)"""
+    names = dict.fromkeys(key for record in records for key in record)
+    return pa.table({name: pa.array([r.get(name) for r in records]) for name in names})
 
 
 _INT64 = (-(2**63), 2**63 - 1)

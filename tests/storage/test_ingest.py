@@ -177,6 +177,22 @@ def test_csv_row_with_wrong_field_count_and_bad_bytes_are_rejected(store, tmp_pa
     assert reasons == ["3 fields, expected 2", "undecodable text in column 'text' (not UTF-8)"]
 
 
+@pytest.mark.parametrize("batch", [64, 10_000])
+def test_a_field_missing_from_the_first_lines_is_kept(store, tmp_path, batch) -> None:
+    # Arrow's from_pylist takes the first record's keys: `label` (absent from line 1)
+    # was dropped for the whole chunk; in a later chunk it must appear too
+    rows = records(300)
+    del rows[0]["label"]
+    rows[200]["note"] = "only here"
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    ingest(
+        store, [str(path)], IngestConfig(text_column="text", label_column="label", batch_rows=batch)
+    )
+    got = store.query("SELECT id, label, note FROM items ORDER BY id").to_pylist()
+    assert [r["label"] for r in got] == [None] + [i % 3 for i in range(1, 300)]
+    assert [r["id"] for r in got if r["note"] is not None] == [200]
+
+
 def test_ingest_streams_in_batches(store, tmp_path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", records(1000))
     report = ingest(store, [str(path)], IngestConfig(text_column="text", batch_rows=64))
