@@ -185,6 +185,8 @@ def ingest(
     from thresher.storage.ingest import ingest as run_ingest
 
     s = _open_store(store)
+    if text_column is None:
+        text_column = _text_column_for(s, sources, fmt, embedding_column)
     cfg = IngestConfig(
         id_column,
         text_column,
@@ -810,8 +812,11 @@ def config_cmd(sources: tuple[str, ...], store: str) -> None:
     """Print a curate config with every key at its default, for SOURCES (files, folders,
     globs): a starting point for `thresher run`."""
     from thresher.flows.config import template
+    from thresher.storage.guess import guess_roles
+    from thresher.storage.ingest import expand_sources
 
-    click.echo(template(store, list(sources) or ["data"]), nl=False)
+    guess = guess_roles(expand_sources(list(sources))[0]) if sources else None
+    click.echo(template(store, list(sources) or ["data"], guess), nl=False)
 
 
 @cli.command()
@@ -835,6 +840,30 @@ def schedule(config: str, cron: str, name: str | None) -> None:
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         serve_schedule(config, cron, name, announce=err.print)
     err.print("schedule stopped")
+
+
+def _text_column_for(
+    store: Any, sources: tuple[str, ...], fmt: str, embedding_column: str | None
+) -> str | None:
+    """No --text-column: the store's, or the obvious one of the first source (said on
+    stderr); refused with the candidates when not obvious, unless the source brings
+    vectors (--embedding-column) and may have no text at all."""
+    from thresher.storage.guess import text_column_for
+    from thresher.storage.ingest import expand_sources
+
+    try:
+        return str(store.text_column())
+    except ThresherError:
+        pass
+    files = expand_sources(list(sources), typing.cast(typing.Any, fmt))
+    try:
+        column, why = text_column_for(files[0], typing.cast(typing.Any, fmt))
+    except ThresherError:
+        if embedding_column:
+            return None
+        raise
+    err.print(f"text column: {column!r} ({why}; --text-column to choose another)", soft_wrap=True)
+    return column
 
 
 def _interrupt(signum: int, frame: Any) -> None:

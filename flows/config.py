@@ -21,7 +21,8 @@ from typing import Any, Literal
 from thresher.scoring.embedders import BUILTIN, Device, model_path
 from thresher.selection.pruning import Balance, PolicyChoice
 from thresher.selection.semantic import KeepPolicy
-from thresher.storage.errors import ConfigError, ThresherError
+from thresher.storage.errors import ConfigError
+from thresher.storage.guess import Guess, ThresherError
 from thresher.storage.readers import Format
 from thresher.storage.uri import check_name
 
@@ -275,8 +276,10 @@ def _check_regexes(where: str, patterns: list[str], fail) -> None:
             raise fail(f"{where}: bad regular expression {pattern!r}: {exc}") from None
 
 
-def template(store: str, sources: list[str]) -> str:
-    """A commented config with every key at its default (for `thresher run --init`)."""
+def template(store: str, sources: list[str], guess: Guess | None = None) -> str:
+    """A commented config with every key at its default (for `thresher config`); with
+    `guess` (the first source's columns), the [ingest] roles are its columns, each
+    with a comment saying why, or what to check."""
     lines = [f'store = "{store}"', ""]
     for name, cls in SECTIONS.items():
         lines.append(f"[{name}]")
@@ -284,9 +287,23 @@ def template(store: str, sources: list[str]) -> str:
             value: Any = f.default
             if name == "ingest" and f.name == "sources":
                 value = sources
-            lines.append(f"{f.name} = {_toml(value)}")
+            note = ""
+            if name == "ingest" and guess is not None and f.name in ROLE_KEYS:
+                value, note = _guessed(f.name, value, guess)
+            lines.append(f"{f.name} = {_toml(value)}{note}")
         lines.append("")
     return "\n".join(lines)
+
+
+ROLE_KEYS = ("id_column", "text_column", "label_column")
+
+
+def _guessed(key: str, default: Any, guess: Guess) -> tuple[Any, str]:
+    if key in guess.roles:
+        return guess.roles[key], f"  # guessed from {guess.source}: {guess.why[key]}"
+    if key == "text_column":
+        return default, f"  # CHECK: {guess.source} has columns {', '.join(guess.columns)}"
+    return default, ""
 
 
 def _toml(value: Any) -> str:

@@ -168,6 +168,30 @@ def test_sql_is_answered_while_a_flow_is_writing(tmp_path) -> None:
     )
 
 
+def test_ingest_without_text_column_takes_the_obvious_one_and_config_reads_columns(
+    tmp_path,
+) -> None:
+    rows = [{"pid": i, "summary": f"package {i} does things", "family": "f"} for i in range(5)]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    write_jsonl(tmp_path / "b.jsonl", [{"title": "a", "notes": "b"}])
+    thresher("init", tmp_path / "s")
+    out = thresher("ingest", tmp_path / "s", tmp_path / "a.jsonl")
+    assert "text column: 'summary' (the usual text name among the text columns summary, " in (
+        out.stderr
+    )
+    assert Store(tmp_path / "s").text_column() == "summary"
+    thresher("init", tmp_path / "t")
+    bad = thresher("ingest", tmp_path / "t", tmp_path / "b.jsonl", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        f"thresher: error: {tmp_path / 'b.jsonl'}: several text columns (title, notes); "
+        "name one with --text-column\n"
+    )
+    config = thresher("config", tmp_path / "a.jsonl").stdout
+    assert 'text_column = "summary"  # guessed from' in config
+    assert 'label_column = "family"  # guessed from' in config
+
+
 def test_version_and_usage_errors_are_one_line() -> None:
     from importlib.metadata import version
 
