@@ -98,7 +98,7 @@ class CurateResult:
     publication: str | None = None
 
 
-REPORT = "report.html"  # written beside each published version's Parquet parts
+REPORT = "_report.html"  # beside the Parquet parts; "_": Parquet readers skip it
 
 
 def per_item_totals(results: list[StageResult]) -> tuple[int, int, int, int]:

@@ -178,6 +178,8 @@ def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) ->
     published = pq.read_table(store.root / pubs[-1]["path"])
     assert published.num_rows == pubs[-1]["rows"]
     assert {"item_id", "text", "topic", "weight"} <= set(published.column_names)
+    # each version has its report beside its parts (pyarrow read the folder above)
+    assert all((store.root / p["path"] / "_report.html").stat().st_size > 10_000 for p in pubs)
     # both versions were also copied to [select] publish_uri, each marked complete
     out = store.root.parent / "ref-out" / "train"
     assert sorted(p.name for p in out.glob("v*/_SUCCESS")) == ["_SUCCESS", "_SUCCESS"]
