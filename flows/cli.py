@@ -815,7 +815,10 @@ def config_cmd(sources: tuple[str, ...], store: str) -> None:
     from thresher.storage.guess import guess_roles
     from thresher.storage.ingest import expand_sources
 
-    guess = guess_roles(expand_sources(list(sources))[0]) if sources else None
+    try:
+        guess = guess_roles(expand_sources(list(sources))[0]) if sources else None
+    except ThresherError:
+        guess = None  # sources that do not exist yet: the template's defaults
     click.echo(template(store, list(sources) or ["data"], guess), nl=False)
 
 
@@ -848,14 +851,20 @@ def _text_column_for(
     """No --text-column: the store's, or the obvious one of the first source (said on
     stderr); refused with the candidates when not obvious, unless the source brings
     vectors (--embedding-column) and may have no text at all."""
+    from thresher.storage.errors import StoreError
     from thresher.storage.guess import text_column_for
     from thresher.storage.ingest import expand_sources
+    from thresher.storage.uri import RemoteFile
 
     try:
         return str(store.text_column())
+    except StoreError:
+        raise
     except ThresherError:
-        pass
+        pass  # none recorded yet
     files = expand_sources(list(sources), typing.cast(typing.Any, fmt))
+    if isinstance(files[0], RemoteFile):
+        return None  # reading an object's columns would mean downloading it first
     try:
         column, why = text_column_for(files[0], typing.cast(typing.Any, fmt))
     except ThresherError:
