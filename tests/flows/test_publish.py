@@ -1,9 +1,12 @@
 """Publishing resumes like every other run: what a publish killed before its catalog commit
-leaves under STORE/published/ is removed by the next run, which then publishes."""
+leaves under STORE/published/ is removed by the next run, which then publishes. And
+`thresher publish` makes a stage-by-stage selection readable by the feed and the example
+trainer, labelled rows or not."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from thresher.flows.select import publish, select_items
+from thresher.storage.feed import SelectionFeed
 from thresher.storage.ingest import IngestConfig, ingest
 from thresher.storage.store import Store
 
-from tests.flows.test_cli import records
+from tests.flows.test_cli import records, thresher
 from tests.helpers import write_jsonl
 
 
@@ -99,3 +103,100 @@ def _wait_for(ready, proc: subprocess.Popen, timeout_s: float = 120) -> None:
         assert proc.poll() is None, f"publish ended ({proc.returncode}) before the kill point"
         assert time.monotonic() < deadline, "publish did not reach the kill point"
         time.sleep(0.001)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train.py"
+
+
+@pytest.fixture
+def partly_labelled(tmp_path: Path) -> Path:
+    """A store built with the command line whose selection `small` (made by `thresher
+    select`, not the curate flow) holds items with and without a label."""
+    topics = ("cooking", "travel", None)
+    rows = [
+        {"id": i, "text": f"{topics[i % 3] or 'misc'} note number {i}", "topic": topics[i % 3]}
+        for i in range(90)
+    ]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    root = tmp_path / "s"
+    thresher("init", root)
+    thresher(
+        "ingest",
+        root,
+        tmp_path / "a.jsonl",
+        "--text-column",
+        "text",
+        "--label-column",
+        "topic",
+        "-q",
+    )
+    thresher("select", root, "small", "--keep", "0.5", "--policy", "random", "--balance", "none")
+    return root
+
+
+def test_publish_command_publishes_once_per_selection_version(partly_labelled: Path) -> None:
+    root = partly_labelled
+    first = thresher("publish", root, "small").stdout
+    m = re.fullmatch(
+        r"selection 'small' \(45 rows, selection run (\d+)\) published as version (\d+): (.+)\n",
+        first,
+    )
+    assert m, first
+    version, folder = int(m[2]), Path(m[3])
+    assert folder == root / "published" / "small" / f"v{version:06d}"
+    again = thresher("publish", root, "small").stdout
+    assert f"is already published as version {version}: {folder}; nothing to do" in again
+    store = Store(root)
+    assert store.query("SELECT count(*) FROM publications").column(0)[0].as_py() == 1
+    feed = SelectionFeed.from_store(store, "small", columns=["text"])
+    assert feed.num_rows == 45
+    # a new selection version is a new publication, numbered by its run like the flow's
+    thresher(
+        "select",
+        root,
+        "small",
+        "--keep",
+        "0.5",
+        "--policy",
+        "random",
+        "--balance",
+        "none",
+        "--seed",
+        "1",
+    )
+    newer = thresher("publish", root, "small").stdout
+    assert "published as version" in newer and f"version {version}:" not in newer
+    missing = thresher("publish", root, "nope", check=False)
+    assert missing.returncode == 2
+    assert missing.stderr == "thresher: error: no selection named 'nope'; selections: small\n"
+
+
+def test_example_trains_on_the_labelled_rows_of_a_partly_labelled_selection(
+    partly_labelled: Path,
+) -> None:
+    thresher("publish", partly_labelled, "small")
+    unlabelled = (
+        Store(partly_labelled)
+        .query("SELECT count(*) FROM selections JOIN items USING (item_id) WHERE topic IS NULL")
+        .column(0)[0]
+        .as_py()
+    )
+    assert 0 < unlabelled < 45
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE),
+            str(partly_labelled),
+            "--selection",
+            "small",
+            "--epochs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"rank 0: skipped {unlabelled} selected rows with no label" in proc.stdout
+    assert f"rank 0 epoch 1: {45 - unlabelled} rows" in proc.stdout
+    assert "held-out accuracy:" in proc.stdout
