@@ -842,6 +842,9 @@ def schedule(config: str, cron: str, name: str | None) -> None:
     warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         serve_schedule(config, cron, name, announce=err.print)
+    # that exit leaves Prefect's event loop unclosed; its __del__ at shutdown would print
+    # a traceback ("Exception ignored in BaseEventLoop.__del__") under the clean stop
+    sys.unraisablehook = _quiet_loop_teardown
     err.print("schedule stopped")
 
 
@@ -873,6 +876,11 @@ def _text_column_for(
         raise
     err.print(f"text column: {column!r} ({why}; --text-column to choose another)", soft_wrap=True)
     return column
+
+
+def _quiet_loop_teardown(unraisable: Any, default: Any = sys.unraisablehook) -> None:
+    if "BaseEventLoop.__del__" not in getattr(unraisable.object, "__qualname__", ""):
+        default(unraisable)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
