@@ -479,15 +479,35 @@ def select_cmd(
 @click.argument("store")
 @click.argument("name")
 @click.argument("out_dir")
-def export_cmd(store: str, name: str, out_dir: str) -> None:
+@click.option(
+    "--redact-pii",
+    is_flag=True,
+    help="Replace the spans `thresher pii` found with [EMAIL], [PHONE], ... in the text.",
+)
+def export_cmd(store: str, name: str, out_dir: str, redact_pii: bool) -> None:
     """Write selection NAME (its latest run) with every item column and its weight to
     OUT_DIR as Parquet: a local folder or an object-store URI (s3://bucket/prefix)."""
     from thresher.flows.select import export
 
-    done = export(_open_store(store), name, out_dir)
+    done = export(_open_store(store), name, out_dir, redact_pii=redact_pii)
     click.echo(
         f"{done.rows} rows of selection {name!r} version {done.version} written to {out_dir}"
     )
+
+
+@cli.command()
+@click.argument("store")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def pii(store: str, quiet: bool) -> None:
+    """Find e-mail addresses, phone numbers, IP addresses, card numbers, IBANs and US
+    SSNs in the text of STORE's kept items not scanned yet (table pii: item_id, kind,
+    start, end). The stored text is never changed; export --redact-pii redacts."""
+    from thresher.flows.pii import scan_pii
+
+    with progress("pii", quiet) as update:
+        r = scan_pii(_open_store(store), on_progress=update)
+    kinds = ", ".join(f"{v} {k}" for k, v in r.by_kind.items()) or "none"
+    click.echo(f"{r.scanned} items scanned, {r.items_with_pii} with PII ({kinds})")
 
 
 @cli.command()
