@@ -49,6 +49,7 @@ TABLES: dict[str, str] = {
     # character offsets [start, end) in the text column; `end` is a keyword: quote it in SQL
     "pii": "item_id BIGINT, kind VARCHAR, start BIGINT, end BIGINT, run_id BIGINT",
     "pii_checked": "item_id BIGINT, run_id BIGINT",
+    "tokens": "item_id BIGINT, tokens BIGINT, run_id BIGINT",
 }
 
 _ARROW_TYPES: dict[str, pa.DataType] = {

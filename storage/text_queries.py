@@ -49,3 +49,30 @@ def unscanned_in_selection(store: Store, name: str, run_id: int) -> int:
         {"n": name, "r": run_id},
     )
     return int(rows.column(0)[0].as_py())
+
+
+def tokens_todo(text_column: str) -> Query:
+    """(item_id, text) of kept items with no token count yet, in item_id order."""
+    return Query(
+        f"SELECT i.item_id, i.{ident(text_column)} AS text FROM items i "
+        "ANTI JOIN tokens t USING (item_id) "
+        f"ANTI JOIN {EXCLUDED} x USING (item_id) ORDER BY i.item_id"
+    )
+
+
+def token_tokenizers(store: Store) -> list[str]:
+    """The tokenizers earlier `thresher tokens` runs counted with."""
+    rows = store.query(
+        "SELECT DISTINCT config->>'tokenizer' FROM runs WHERE flow = 'tokens' "
+        "AND status = 'succeeded' ORDER BY 1"
+    )
+    return [str(v) for v in rows.column(0).to_pylist()]
+
+
+def kept_tokens(store: Store) -> tuple[int, int, int]:
+    """(kept items, kept items with a token count, their tokens in all)."""
+    rows = store.query(
+        "SELECT count(*), count(t.tokens), coalesce(sum(t.tokens), 0) FROM items i "
+        f"ANTI JOIN {EXCLUDED} x USING (item_id) LEFT JOIN tokens t USING (item_id)"
+    ).to_pylist()[0]
+    return tuple(int(v) for v in rows.values())  # type: ignore[return-value]

@@ -32,6 +32,8 @@ COMMANDS = [
     "export",
     "publish",
     "pii",
+    "tokens",
+    "plan",
     "learn",
     "label",
     "demo",
@@ -255,3 +257,18 @@ def test_pii_then_redacted_export(tmp_path) -> None:
     thresher("export", s, "all", tmp_path / "o", "--redact-pii")
     table = pq.read_table(tmp_path / "o").sort_by("id")
     assert table.column("text").to_pylist() == ["mail [EMAIL] now", "from [IP]", "clean"]
+
+
+def test_tokens_then_plan(tmp_path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [{"id": i, "text": "the cat sat"} for i in range(4)])
+    s = tmp_path / "s"
+    thresher("init", s)
+    thresher("ingest", s, tmp_path / "a.jsonl", "--text-column", "text", "--id-column", "id")
+    early = thresher("plan", s, "--params", "1k", check=False)
+    assert early.returncode == 2 and "thresher tokens" in early.stderr
+    bad = thresher("tokens", s, "--tokenizer", tmp_path, check=False)
+    assert bad.returncode == 2 and "tokenizer.json" in bad.stderr
+    assert "4 items counted, 12 tokens" in thresher("tokens", s).stdout
+    out = thresher("plan", s, "--params", "125M").stdout
+    assert "2,500,000,000" in out and "kept tokens: 12 in 4 items" in out
+    assert "--keep-tokens 12" in out
