@@ -479,15 +479,73 @@ def select_cmd(
 @click.argument("store")
 @click.argument("name")
 @click.argument("out_dir")
-def export_cmd(store: str, name: str, out_dir: str) -> None:
+@click.option(
+    "--redact-pii",
+    is_flag=True,
+    help="Replace the spans `thresher pii` found with [EMAIL], [PHONE], ... in the text.",
+)
+def export_cmd(store: str, name: str, out_dir: str, redact_pii: bool) -> None:
     """Write selection NAME (its latest run) with every item column and its weight to
     OUT_DIR as Parquet: a local folder or an object-store URI (s3://bucket/prefix)."""
     from thresher.flows.select import export
 
-    done = export(_open_store(store), name, out_dir)
+    done = export(_open_store(store), name, out_dir, redact_pii=redact_pii)
     click.echo(
         f"{done.rows} rows of selection {name!r} version {done.version} written to {out_dir}"
     )
+
+
+@cli.command()
+@click.argument("store")
+@click.option(
+    "--tokenizer",
+    default="minilm",
+    show_default=True,
+    metavar="DIR",
+    help="A local Hugging Face tokenizer folder (tokenizer.json); minilm: the bundled one.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def tokens(store: str, tokenizer: str, quiet: bool) -> None:
+    """Count the tokens of STORE's kept items that have no count yet (table tokens)."""
+    from thresher.flows.tokens import count_item_tokens
+
+    with progress("tokens", quiet) as update:
+        r = count_item_tokens(_open_store(store), tokenizer, on_progress=update)
+    click.echo(f"{r.items} items counted, {r.tokens} tokens")
+
+
+@cli.command()
+@click.argument("store")
+@click.option("--params", required=True, metavar="P", help="Model size: 125M, 1.3B, 7e9, ...")
+def plan(store: str, params: str) -> None:
+    """The compute-optimal token count for a model of P parameters (20 tokens per
+    parameter, Hoffmann et al. 2022), STORE's kept tokens, and the --keep-tokens to use."""
+    from thresher.flows.tokens import plan as make_plan
+    from thresher.scoring.tokens import parse_params
+
+    p = make_plan(_open_store(store), parse_params(params))
+    if not p.counted_items:
+        _fail(f"no token counts: run thresher tokens {store} first")
+    click.echo(f"compute-optimal tokens for {p.params:,} parameters: {p.optimal:,}")
+    click.echo(f"kept tokens: {p.kept_tokens:,} in {p.counted_items:,} items")
+    if p.counted_items < p.kept_items:
+        click.echo(f"({p.kept_items - p.counted_items} kept items not counted yet)")
+    click.echo(f"--keep-tokens {p.keep_tokens}")
+
+
+@cli.command()
+@click.argument("store")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def pii(store: str, quiet: bool) -> None:
+    """Find e-mail addresses, phone numbers, IP addresses, card numbers, IBANs and US
+    SSNs in the text of STORE's kept items not scanned yet (table pii: item_id, kind,
+    start, end). The stored text is never changed; export --redact-pii redacts."""
+    from thresher.flows.pii import scan_pii
+
+    with progress("pii", quiet) as update:
+        r = scan_pii(_open_store(store), on_progress=update)
+    kinds = ", ".join(f"{v} {k}" for k, v in r.by_kind.items()) or "none"
+    click.echo(f"{r.scanned} items scanned, {r.items_with_pii} with PII ({kinds})")
 
 
 @cli.command()

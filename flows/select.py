@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pyarrow.parquet as pq
 from thresher.flows import runtime
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.pruning import BALANCE, auto_policy, select
-from thresher.storage import queries, uri
+from thresher.storage import queries, text_queries, uri
+from thresher.storage import redact as redaction
 from thresher.storage import vectors as vstore
 from thresher.storage.errors import ThresherError
 from thresher.storage.ray_adapter import run_task
@@ -189,13 +191,38 @@ def _selection_version(store: Store, name: str) -> tuple[int, int]:
     return run_id, rows
 
 
-def _write_selection(store: Store, name: str, run_id: int, out: str) -> None:
+def _write_selection(
+    store: Store, name: str, run_id: int, out: str, spans: bool = False, redact: bool = False
+) -> None:
     """One version of selection `name` joined to its items, streamed from DuckDB into a
-    Parquet dataset at `out` (a folder or an object-store URI)."""
-    query = queries.selection_items(name, run_id)
+    Parquet dataset at `out` (a folder or an object-store URI). `spans`: with each row's
+    `pii_spans` and the text column's name in the schema metadata (for the feed's
+    redaction); `redact`: the text with its spans replaced, and no spans column."""
+    if spans or redact:
+        query = text_queries.selection_items_with_spans(name, run_id)
+    else:
+        query = queries.selection_items(name, run_id)
     fs, path = uri.resolve(out)
     with uri.naming(out), store.stream(query.sql, query.params) as reader:
+        if spans or redact:
+            reader = _with_spans(reader, store.text_column(), redact)
         _write_dataset(reader, path, fs)
+
+
+def _with_spans(
+    reader: pa.RecordBatchReader, text_column: str, redact: bool
+) -> pa.RecordBatchReader:
+    meta = {**(reader.schema.metadata or {}), redaction.TEXT_KEY: text_column.encode()}
+    if not redact:
+        return pa.RecordBatchReader.from_batches(reader.schema.with_metadata(meta), reader)
+    schema = reader.schema.remove(reader.schema.get_field_index(redaction.SPANS))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            table = redaction.redact_table(pa.Table.from_batches([batch]), text_column)
+            yield from table.cast(schema).to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _write_dataset(
@@ -220,16 +247,22 @@ class Exported:
     rows: int
 
 
-def export(store: Store, name: str, out_dir: str) -> Exported:
+def export(store: Store, name: str, out_dir: str, redact_pii: bool = False) -> Exported:
     """Write selection `name` (its latest run) joined to its items as a Parquet dataset
-    to a local folder or an object-store URI (see thresher.storage.uri)."""
+    to a local folder or an object-store URI (see thresher.storage.uri); `redact_pii`:
+    with the spans `thresher pii` found replaced by placeholders such as ``[EMAIL]``."""
     uri.check_name(name)
     run_id, rows = _selection_version(store, name)
+    if redact_pii and (n := text_queries.unscanned_in_selection(store, name, run_id)):
+        raise ThresherError(
+            f"{n} of {rows} items of selection {name!r} were never scanned for PII: "
+            f"run thresher pii {store.root} first"
+        )
     fs, path = uri.resolve(out_dir)
     with uri.naming(out_dir):
         uri.check_empty(fs, path, out_dir)
     # written by one task: the rows stream through a worker, not this process
-    run_task(_write_selection, store, name, run_id, out_dir, rows=rows)
+    run_task(_write_selection, store, name, run_id, out_dir, redact=redact_pii, rows=rows)
     return Exported(name, run_id, rows)
 
 
@@ -254,7 +287,8 @@ def publish(store: Store, name: str) -> Publication:
     with store.run("publish", {"name": name, "selection_run": selection_run}) as run:
         rel = uri.version_dir("published", name, run.run_id)
         target = str(run.stage_path(rel))
-        run_task(_write_selection, store, name, selection_run, target, rows=rows)
+        spans = text_queries.pii_scanned(store)  # the feed can redact what was scanned
+        run_task(_write_selection, store, name, selection_run, target, spans=spans, rows=rows)
         run.catalog_rows.append(
             (
                 "publications",

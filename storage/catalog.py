@@ -46,6 +46,10 @@ TABLES: dict[str, str] = {
     "dedup_checked": "item_id BIGINT, method VARCHAR, key BIGINT, run_id BIGINT",
     "labels": "item_id BIGINT, label VARCHAR, run_id BIGINT",
     "filtered": "item_id BIGINT, reason VARCHAR, run_id BIGINT",
+    # character offsets [start, end) in the text column; `end` is a keyword: quote it in SQL
+    "pii": "item_id BIGINT, kind VARCHAR, start BIGINT, end BIGINT, run_id BIGINT",
+    "pii_checked": "item_id BIGINT, run_id BIGINT",
+    "tokens": "item_id BIGINT, tokens BIGINT, run_id BIGINT",
 }
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -224,7 +228,7 @@ def _typed_nulls(columns: str) -> str:
     out = []
     for col in columns.split(", "):
         name, sql_type = col.split(" ", 1)
-        out.append(f"CAST(NULL AS {sql_type}) AS {name}")
+        out.append(f"CAST(NULL AS {sql_type}) AS {_quote(name)}")
     return ", ".join(out)
 
 

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from thresher.storage import redact as redaction
 from thresher.storage import uri
 from thresher.storage.errors import ThresherError
 
@@ -110,6 +111,7 @@ class SelectionFeed(IterableDataset):
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        redact_pii: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -123,13 +125,18 @@ class SelectionFeed(IterableDataset):
         schema = pq.read_schema(self.files[0], filesystem=filesystem)
         names = schema.names
         if columns is None:
-            columns = list(names)
+            columns = [n for n in names if n != redaction.SPANS]
         missing = [c for c in columns if c not in names]
         if missing:
             raise ThresherError(
                 f"{self.files[0]}: no column {missing[0]!r}; columns: {', '.join(names)}"
             )
         self.columns = list(dict.fromkeys([*columns, *([WEIGHT] if WEIGHT in names else [])]))
+        self._redact: str | None = None  # the text column to redact
+        self._keep_spans = redaction.SPANS in self.columns
+        if redact_pii:
+            self._redact = self._text_column(schema)
+            self.columns = list(dict.fromkeys([*self.columns, redaction.SPANS]))
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.drop_last = drop_last
         self.rank, self.world_size = _rank_world(rank, world_size)
@@ -148,6 +155,23 @@ class SelectionFeed(IterableDataset):
 
     def _open(self, f: int) -> pq.ParquetFile:
         return pq.ParquetFile(self.files[f], filesystem=self.filesystem)
+
+    def _text_column(self, schema: pa.Schema) -> str:
+        """The text column to redact; its spans must be there and every row scanned."""
+        column = (schema.metadata or {}).get(redaction.TEXT_KEY)
+        if redaction.SPANS not in schema.names or column is None:
+            raise ThresherError(
+                f"{self.files[0]}: published without PII spans; run thresher pii STORE, "
+                "then select and publish again"
+            )
+        for f in range(len(self.files)):
+            spans = self._open(f).read(columns=[redaction.SPANS])
+            if n := redaction.unscanned(spans):
+                raise ThresherError(
+                    f"{self.files[f]}: {n} rows were never scanned for PII; run thresher pii "
+                    "STORE, then select and publish again"
+                )
+        return column.decode()
 
     # ----- where to find a selection
     @classmethod
@@ -271,7 +295,11 @@ class SelectionFeed(IterableDataset):
             g, offset, length = item
             if g.file not in files:
                 files[g.file] = self._open(g.file)
-            return files[g.file].read_row_group(g.group, columns=self.columns).slice(offset, length)
+            table = files[g.file].read_row_group(g.group, columns=self.columns)
+            table = table.slice(offset, length)
+            if self._redact is not None:
+                table = redaction.redact_table(table, self._redact, self._keep_spans)
+            return table
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             ahead = pool.submit(load, plan[0]) if plan else None
@@ -312,7 +340,13 @@ class SelectionFeed(IterableDataset):
         """The selection as a Ray Dataset (Ray Data reads the same Parquet files)."""
         import ray.data
 
-        return ray.data.read_parquet(self.files, columns=self.columns, filesystem=self.filesystem)
+        data = ray.data.read_parquet(self.files, columns=self.columns, filesystem=self.filesystem)
+        if self._redact is not None:
+            text, keep = self._redact, self._keep_spans
+            data = data.map_batches(
+                lambda t: redaction.redact_table(t, text, keep), batch_format="pyarrow"
+            )
+        return data
 
     def to_hf_dataset(self) -> Any:
         """The selection as a Hugging Face `datasets.Dataset` over the Arrow table in memory."""
@@ -324,6 +358,8 @@ class SelectionFeed(IterableDataset):
         table = pa.concat_tables(
             pq.read_table(f, columns=self.columns, filesystem=self.filesystem) for f in self.files
         )
+        if self._redact is not None:
+            table = redaction.redact_table(table, self._redact, self._keep_spans)
         return datasets.Dataset(InMemoryTable(table))
 
 

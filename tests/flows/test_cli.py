@@ -31,6 +31,9 @@ COMMANDS = [
     "select",
     "export",
     "publish",
+    "pii",
+    "tokens",
+    "plan",
     "learn",
     "label",
     "demo",
@@ -237,3 +240,35 @@ def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
     # the config the demo wrote runs again from the command line, with nothing left to do
     again = thresher("run", "-q", demo / "curate.toml").stdout
     assert again.count("skipped") == 8
+
+
+def test_pii_then_redacted_export(tmp_path) -> None:
+    texts = ["mail a@example.com now", "from 10.1.2.3", "clean"]
+    write_jsonl(tmp_path / "a.jsonl", [{"id": i, "text": t} for i, t in enumerate(texts)])
+    s = tmp_path / "s"
+    thresher("init", s)
+    thresher("ingest", s, tmp_path / "a.jsonl", "--text-column", "text", "--id-column", "id")
+    thresher("select", s, "all", "--keep", "1", "--policy", "random", "--balance", "none")
+    refused = thresher("export", s, "all", tmp_path / "o", "--redact-pii", check=False)
+    assert refused.returncode == 2 and "thresher pii" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    out = thresher("pii", s).stdout
+    assert "3 items scanned, 2 with PII (1 email, 1 ip)" in out
+    thresher("export", s, "all", tmp_path / "o", "--redact-pii")
+    table = pq.read_table(tmp_path / "o").sort_by("id")
+    assert table.column("text").to_pylist() == ["mail [EMAIL] now", "from [IP]", "clean"]
+
+
+def test_tokens_then_plan(tmp_path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [{"id": i, "text": "the cat sat"} for i in range(4)])
+    s = tmp_path / "s"
+    thresher("init", s)
+    thresher("ingest", s, tmp_path / "a.jsonl", "--text-column", "text", "--id-column", "id")
+    early = thresher("plan", s, "--params", "1k", check=False)
+    assert early.returncode == 2 and "thresher tokens" in early.stderr
+    bad = thresher("tokens", s, "--tokenizer", tmp_path, check=False)
+    assert bad.returncode == 2 and "tokenizer.json" in bad.stderr
+    assert "4 items counted, 12 tokens" in thresher("tokens", s).stdout
+    out = thresher("plan", s, "--params", "125M").stdout
+    assert "2,500,000,000" in out and "kept tokens: 12 in 4 items" in out
+    assert "--keep-tokens 12" in out
