@@ -898,11 +898,11 @@ def schedule(config: str, cron: str, name: str | None) -> None:
     # unawaited: its warning is noise here, as the process ends anyway.
     signal.signal(signal.SIGTERM, _interrupt)
     warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    # that exit leaves Prefect's event loop unclosed; its __del__, whenever the loop is
+    # collected, would print a traceback ("Exception ignored in BaseEventLoop.__del__")
+    sys.unraisablehook = _quiet_loop_teardown
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         serve_schedule(config, cron, name, announce=err.print)
-    # that exit leaves Prefect's event loop unclosed; its __del__ at shutdown would print
-    # a traceback ("Exception ignored in BaseEventLoop.__del__") under the clean stop
-    sys.unraisablehook = _quiet_loop_teardown
     err.print("schedule stopped")
 
 
