@@ -98,7 +98,7 @@ def _open_store(path: str) -> Any:
 # commands that may start Ray or Prefect's ephemeral server: a watchdog ends them with
 # thresher, however thresher ends (see flows/watchdog.py)
 STARTS_PROCESSES = {"ingest", "dedup", "embed", "score", "select", "export", "learn", "label"}
-STARTS_PROCESSES |= {"search", "demo", "run", "schedule", "publish"}
+STARTS_PROCESSES |= {"search", "demo", "run", "schedule", "publish", "langid", "decontaminate"}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -281,6 +281,25 @@ def check(store: str, repair: bool, quiet: bool) -> None:
             click.echo(f"  {p.path}: {p.fix}")
         _fail(f"store {s.root} has {len(rows)} problem(s), listed above")
     click.echo(f"ok: {report.tables} tables, {report.files} files, {report.rows} rows")
+
+
+@cli.command()
+@click.argument("store")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def langid(store: str, quiet: bool) -> None:
+    """Identify the language of STORE's items that have none yet (table languages).
+
+    An ISO 639-1 code and a confidence per item; the curate flow's [filter]
+    languages = ["en"] keeps only those languages.
+    """
+    from thresher.flows.langid import identify_languages
+
+    with progress("langid", quiet) as update:
+        r = identify_languages(_open_store(store), on_progress=update)
+    rows = [{"language": lang, "items": n} for lang, n in r.by_language.items()]
+    click.echo(f"{r.identified} new items identified", nl=True)
+    if rows:
+        click.echo(summary_table(rows), nl=False)
 
 
 @cli.command()

@@ -58,6 +58,8 @@ class FilterSection:
     max_repeated_line_ratio: float | None = _bounds(0, 1, None)
     max_repeated_ngram_ratio: float | None = _bounds(0, 1, None)
     ngram: int = _bounds(1, 20, 3)
+    languages: tuple[str, ...] = ()  # ISO 639-1 codes to keep, e.g. ["en"]; [] keeps all
+    min_language_confidence: float = _bounds(0, 1, 0.0)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,12 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
     sections["embed"] = _embed_model(sections["embed"], base, fail)
+    bad = [c for c in sections["filter"].languages if not re.fullmatch(r"[a-z]{2,3}", c)]
+    if bad:
+        raise fail(
+            f"[filter] languages: {bad[0]!r} is not a language code; "
+            'give ISO 639-1 codes in lower case, e.g. ["en", "fr"]'
+        )
     sections["select"] = _select(sections["select"], base, fail)
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
 

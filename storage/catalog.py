@@ -46,6 +46,7 @@ TABLES: dict[str, str] = {
     "dedup_checked": "item_id BIGINT, method VARCHAR, key BIGINT, run_id BIGINT",
     "labels": "item_id BIGINT, label VARCHAR, run_id BIGINT",
     "filtered": "item_id BIGINT, reason VARCHAR, run_id BIGINT",
+    "languages": "item_id BIGINT, language VARCHAR, confidence DOUBLE, run_id BIGINT",
 }
 
 _ARROW_TYPES: dict[str, pa.DataType] = {

@@ -48,11 +48,23 @@ def kept_items() -> Query:
 
 
 def unfiltered_items(text_column: str) -> Query:
-    """(item_id, batch_id, text) of every batch the filter stage has not seen."""
+    """(item_id, batch_id, text, language, confidence) of every batch the filter stage has
+    not seen; language and confidence from `languages`, NULL where langid has not run."""
     return Query(
-        f"SELECT item_id, batch_id, {_quote(text_column)} AS text FROM items "
-        "WHERE 'batch ' || batch_id NOT IN (SELECT key FROM stages WHERE stage = 'filter') "
-        "ORDER BY batch_id, item_id"
+        f"SELECT i.item_id, i.batch_id, i.{_quote(text_column)} AS text, l.language, "
+        "l.confidence FROM items i LEFT JOIN (SELECT item_id, arg_max(language, run_id) AS "
+        "language, arg_max(confidence, run_id) AS confidence FROM languages GROUP BY item_id) "
+        "l USING (item_id) "
+        "WHERE 'batch ' || i.batch_id NOT IN (SELECT key FROM stages WHERE stage = 'filter') "
+        "ORDER BY i.batch_id, i.item_id"
+    )
+
+
+def langid_todo(text_column: str) -> Query:
+    """(item_id, text) of every item with no `languages` row yet, in item_id order."""
+    return Query(
+        f"SELECT i.item_id, i.{_quote(text_column)} AS text FROM items i "
+        "ANTI JOIN languages l USING (item_id) ORDER BY i.item_id"
     )
 
 

@@ -25,6 +25,7 @@ COMMANDS = [
     "runs",
     "check",
     "dedup",
+    "langid",
     "embed",
     "search",
     "score",
