@@ -304,6 +304,28 @@ def langid(store: str, quiet: bool) -> None:
 
 @cli.command()
 @click.argument("store")
+@click.argument("eval_files", nargs=-1, required=True)
+@click.option("--ngram", type=click.IntRange(min=1), default=13, show_default=True)
+@click.option("--text-column", help="The eval files' text column [default: guessed].")
+def decontaminate(
+    store: str, eval_files: tuple[str, ...], ngram: int, text_column: str | None
+) -> None:
+    """Find STORE's items sharing a word n-gram with any text of EVAL_FILES (JSONL, CSV,
+    Parquet) and record them in `contamination`; select leaves them out.
+
+    Only batches not yet checked against an eval file are checked.
+    """
+    from thresher.flows.decontam import decontaminate as run
+
+    r = run(_open_store(store), list(eval_files), ngram, text_column)
+    rows = [{"eval file": k, "contaminated items": v} for k, v in r.contaminated.items()]
+    click.echo(f"{r.checked} item checks, {sum(r.contaminated.values())} contaminated")
+    if rows:
+        click.echo(summary_table(rows), nl=False)
+
+
+@cli.command()
+@click.argument("store")
 @click.option("--exact", is_flag=True, help="Exact duplicates of normalized text.")
 @click.option(
     "--fuzzy",
@@ -455,6 +477,9 @@ def score(
 )
 @click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("--model", default=None, help="Embeddings for kcenter [default: the only one].")
+@click.option(
+    "--keep-contaminated", is_flag=True, help="Keep items found by `thresher decontaminate`."
+)
 def select_cmd(
     store: str,
     name: str,
@@ -464,6 +489,7 @@ def select_cmd(
     where: str | None,
     seed: int,
     model: str | None,
+    keep_contaminated: bool,
 ) -> None:
     """Keep FRACTION of STORE's non-duplicate items as selection NAME (table selections)."""
     from thresher.flows.select import select_items
@@ -477,6 +503,7 @@ def select_cmd(
         where=where,
         seed=seed,
         model=model,
+        keep_contaminated=keep_contaminated,
     )
     click.echo(
         summary_table(

@@ -96,6 +96,7 @@ class SelectSection:
     where: str | None = None
     seed: int = _bounds(0, SEED_MAX, 0)
     publish_uri: str | None = None  # each published version is also copied here
+    keep_contaminated: bool = False  # true: also items `thresher decontaminate` found
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,7 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         seed=s.seed,
         model=_embedder(cfg).name,
         skip_unchanged=True,
+        keep_contaminated=s.keep_contaminated,
     )
     return StageResult(
         "select",

@@ -47,6 +47,9 @@ TABLES: dict[str, str] = {
     "labels": "item_id BIGINT, label VARCHAR, run_id BIGINT",
     "filtered": "item_id BIGINT, reason VARCHAR, run_id BIGINT",
     "languages": "item_id BIGINT, language VARCHAR, confidence DOUBLE, run_id BIGINT",
+    "contamination": "item_id BIGINT, eval_source VARCHAR, overlap BIGINT, run_id BIGINT",
+    # the n-gram hashes of each eval file (by content fingerprint) decontaminate read
+    "eval_ngrams": "fingerprint VARCHAR, ngram INTEGER, hash BIGINT, run_id BIGINT",
 }
 
 _ARROW_TYPES: dict[str, pa.DataType] = {

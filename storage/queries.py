@@ -68,6 +68,26 @@ def langid_todo(text_column: str) -> Query:
     )
 
 
+def decontam_todo(text_column: str, key: str) -> Query:
+    """(item_id, batch_id, text) of every batch not checked against eval set `key` (its
+    `stages` rows read "decontaminate", "KEY batch N"), in (batch_id, item_id) order."""
+    return Query(
+        f"SELECT item_id, batch_id, {_quote(text_column)} AS text FROM items "
+        "WHERE $k || ' batch ' || batch_id NOT IN "
+        "(SELECT key FROM stages WHERE stage = 'decontaminate') ORDER BY batch_id, item_id",
+        {"k": key},
+    )
+
+
+def eval_ngrams(store: Store, fingerprint: str, n: int) -> np.ndarray | None:
+    """The saved, sorted n-gram hashes of an eval file; None when never saved."""
+    rows = store.query(
+        "SELECT hash FROM eval_ngrams WHERE fingerprint = $f AND ngram = $n ORDER BY hash",
+        {"f": fingerprint, "n": n},
+    )
+    return rows.column(0).to_numpy() if rows.num_rows else None
+
+
 def dedup_todo(method: str, text_column: str | None) -> Query:
     """Items not yet checked by `method` and not already dropped, in keep order
     (batch_id, item_id): item_id, batch_id and, with a column, its text as `text`."""
@@ -190,13 +210,17 @@ def selection_pool(
     group: str | None,
     label_column: str | None,
     model: str | None,
+    keep_contaminated: bool = False,
 ) -> Query:
     """Candidates of a selection, in item_id order: kept items matching `where` (a
     condition on the items' columns, checked read-only before), with their latest
     `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
-    `model` their vector; NULL where a value is missing."""
+    `model` their vector; NULL where a value is missing. Items in `contamination` are
+    left out unless `keep_contaminated`."""
     cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
+    clean = "ANTI JOIN (SELECT item_id FROM contamination) t USING (item_id) "
+    clean = "" if keep_contaminated else clean
     cols, joins = ["c.item_id"], []
     params: dict[str, Any] = {}
     if score:
@@ -226,7 +250,8 @@ def selection_pool(
         )
         params["m"] = model
     return Query(
-        f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {cond}) "
+        f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {clean}"
+        f"{cond}) "
         f"SELECT {', '.join(cols)} FROM c {' '.join(joins)} ORDER BY c.item_id",
         params,
         user_sql=bool(where),

@@ -26,6 +26,7 @@ COMMANDS = [
     "check",
     "dedup",
     "langid",
+    "decontaminate",
     "embed",
     "search",
     "score",
