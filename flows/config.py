@@ -100,6 +100,16 @@ class SelectSection:
 
 
 @dataclass(frozen=True)
+class DecontaminateSection:
+    """Eval files whose texts the training data must not contain (`thresher decontaminate`);
+    checked before select, which leaves the contaminated items out."""
+
+    eval_files: tuple[str, ...] = ()
+    ngram: int = _bounds(1, 100, 13)
+    text_column: str | None = None  # the eval files' text column; none: guessed
+
+
+@dataclass(frozen=True)
 class FlowSection:
     retries: int = _bounds(0, 10, 2)
     retry_delay_s: float = _bounds(0, 3600, 5.0)
@@ -114,6 +124,7 @@ class CurateConfig:
     embed: EmbedSection = EmbedSection()
     dedup: DedupSection = DedupSection()
     score: ScoreSection = ScoreSection()
+    decontaminate: DecontaminateSection = DecontaminateSection()
     select: SelectSection = SelectSection()
     flow: FlowSection = FlowSection()
     path: str = ""  # the file it was read from
@@ -188,6 +199,10 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
             'give ISO 639-1 codes in lower case, e.g. ["en", "fr"]'
         )
     sections["select"] = _select(sections["select"], base, fail)
+    decon = sections["decontaminate"]
+    sections["decontaminate"] = dataclasses.replace(
+        decon, eval_files=tuple(_resolve(base, f) for f in decon.eval_files)
+    )
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
 
 

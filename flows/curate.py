@@ -40,6 +40,7 @@ from prefect.cache_policies import NO_CACHE
 
 from thresher.flows import config as cfgmod
 from thresher.flows import dedup as dedup_mod
+from thresher.flows.decontam import decontaminate
 from thresher.flows.embed import embed
 from thresher.flows.filter import filter_items
 from thresher.flows.langid import identify_languages
@@ -250,7 +251,12 @@ def score_task(cfg: cfgmod.CurateConfig) -> StageResult:
 
 @task(name="select", cache_policy=NO_CACHE)
 def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
-    s = cfg.select
+    """With `[decontaminate] eval_files`, first checks the batches not yet checked against
+    them (nothing when none is new), so the selection leaves out what they contain."""
+    s, d = cfg.select, cfg.decontaminate
+    found = None
+    if d.eval_files:
+        found = decontaminate(Store(cfg.store), list(d.eval_files), d.ngram, d.text_column)
     report = select_items(
         Store(cfg.store),
         s.name,
@@ -263,13 +269,16 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         skip_unchanged=True,
         keep_contaminated=s.keep_contaminated,
     )
+    detail = f"{s.name!r} from selection run {report.run_id} ({report.policy}, keep {s.keep})"
+    if found is not None and found.run_id is not None:
+        detail += f"; {sum(found.contaminated.values())} contaminated items found"
     return StageResult(
         "select",
         report.candidates,
         report.selected,
         report.candidates - report.selected,
         skipped=not report.new,
-        detail=f"{s.name!r} from selection run {report.run_id} ({report.policy}, keep {s.keep})",
+        detail=detail,
     )
 
 

@@ -81,7 +81,10 @@ def select_items(
     with store.run("select", {**config, "where": where, "seed": seed}) as run:
         staged = runtime.stage(run, "select-pool", pool)
         if not staged.rows:
-            raise ThresherError("no candidate items (all are duplicates, or --where matches none)")
+            raise ThresherError(
+                "no candidate items (all are duplicates, filtered or contaminated, or --where "
+                "matches none)"
+            )
         last = (
             runtime.stage(run, "select-last", queries.latest_selection(name))
             if skip_unchanged

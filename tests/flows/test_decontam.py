@@ -78,3 +78,19 @@ def test_decontaminate_command(tmp_path) -> None:
     )
     assert bad.returncode == 2 and bad.stderr.startswith("thresher: error:")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_config_section_resolves_eval_files(tmp_path) -> None:
+    from thresher.flows import config
+
+    raw = {
+        "store": "s",
+        "ingest": {"sources": ["a"]},
+        "decontaminate": {"eval_files": ["evals/mmlu.jsonl"], "ngram": 8},
+    }
+    cfg = config.parse(raw, tmp_path / "c.toml")
+    assert cfg.decontaminate.eval_files == (str(tmp_path / "evals" / "mmlu.jsonl"),)
+    assert (cfg.decontaminate.ngram, cfg.decontaminate.text_column) == (8, None)
+    raw["decontaminate"] = {"ngram": 0}
+    with pytest.raises(ThresherError, match=r"\[decontaminate\] ngram: 0 is out of range"):
+        config.parse(raw, tmp_path / "c.toml")
