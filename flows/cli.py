@@ -98,7 +98,7 @@ def _open_store(path: str) -> Any:
 # commands that may start Ray or Prefect's ephemeral server: a watchdog ends them with
 # thresher, however thresher ends (see flows/watchdog.py)
 STARTS_PROCESSES = {"ingest", "dedup", "embed", "score", "select", "export", "learn", "label"}
-STARTS_PROCESSES |= {"search", "demo", "run", "schedule", "publish"}
+STARTS_PROCESSES |= {"search", "demo", "run", "schedule", "publish", "langid", "decontaminate"}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -285,6 +285,47 @@ def check(store: str, repair: bool, quiet: bool) -> None:
 
 @cli.command()
 @click.argument("store")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def langid(store: str, quiet: bool) -> None:
+    """Identify the language of STORE's items that have none yet (table languages).
+
+    An ISO 639-1 code and a confidence per item; the curate flow's [filter]
+    languages = ["en"] keeps only those languages.
+    """
+    from thresher.flows.langid import identify_languages
+
+    with progress("langid", quiet) as update:
+        r = identify_languages(_open_store(store), on_progress=update)
+    rows = [{"language": lang, "items": n} for lang, n in r.by_language.items()]
+    click.echo(f"{r.identified} new items identified", nl=True)
+    if rows:
+        click.echo(summary_table(rows), nl=False)
+
+
+@cli.command()
+@click.argument("store")
+@click.argument("eval_files", nargs=-1, required=True)
+@click.option("--ngram", type=click.IntRange(min=1), default=13, show_default=True)
+@click.option("--text-column", help="The eval files' text column [default: guessed].")
+def decontaminate(
+    store: str, eval_files: tuple[str, ...], ngram: int, text_column: str | None
+) -> None:
+    """Find STORE's items sharing a word n-gram with any text of EVAL_FILES (JSONL, CSV,
+    Parquet) and record them in `contamination`; select leaves them out.
+
+    Only batches not yet checked against an eval file are checked.
+    """
+    from thresher.flows.decontam import decontaminate as run
+
+    r = run(_open_store(store), list(eval_files), ngram, text_column)
+    rows = [{"eval file": k, "contaminated items": v} for k, v in r.contaminated.items()]
+    click.echo(f"{r.checked} item checks, {sum(r.contaminated.values())} contaminated")
+    if rows:
+        click.echo(summary_table(rows), nl=False)
+
+
+@cli.command()
+@click.argument("store")
 @click.option("--exact", is_flag=True, help="Exact duplicates of normalized text.")
 @click.option(
     "--fuzzy",
@@ -436,6 +477,9 @@ def score(
 )
 @click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("--model", default=None, help="Embeddings for kcenter [default: the only one].")
+@click.option(
+    "--keep-contaminated", is_flag=True, help="Keep items found by `thresher decontaminate`."
+)
 def select_cmd(
     store: str,
     name: str,
@@ -445,6 +489,7 @@ def select_cmd(
     where: str | None,
     seed: int,
     model: str | None,
+    keep_contaminated: bool,
 ) -> None:
     """Keep FRACTION of STORE's non-duplicate items as selection NAME (table selections)."""
     from thresher.flows.select import select_items
@@ -458,6 +503,7 @@ def select_cmd(
         where=where,
         seed=seed,
         model=model,
+        keep_contaminated=keep_contaminated,
     )
     click.echo(
         summary_table(

@@ -58,6 +58,8 @@ class FilterSection:
     max_repeated_line_ratio: float | None = _bounds(0, 1, None)
     max_repeated_ngram_ratio: float | None = _bounds(0, 1, None)
     ngram: int = _bounds(1, 20, 3)
+    languages: tuple[str, ...] = ()  # ISO 639-1 codes to keep, e.g. ["en"]; [] keeps all
+    min_language_confidence: float = _bounds(0, 1, 0.0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,17 @@ class SelectSection:
     where: str | None = None
     seed: int = _bounds(0, SEED_MAX, 0)
     publish_uri: str | None = None  # each published version is also copied here
+    keep_contaminated: bool = False  # true: also items `thresher decontaminate` found
+
+
+@dataclass(frozen=True)
+class DecontaminateSection:
+    """Eval files whose texts the training data must not contain (`thresher decontaminate`);
+    checked before select, which leaves the contaminated items out."""
+
+    eval_files: tuple[str, ...] = ()
+    ngram: int = _bounds(1, 100, 13)
+    text_column: str | None = None  # the eval files' text column; none: guessed
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,7 @@ class CurateConfig:
     embed: EmbedSection = EmbedSection()
     dedup: DedupSection = DedupSection()
     score: ScoreSection = ScoreSection()
+    decontaminate: DecontaminateSection = DecontaminateSection()
     select: SelectSection = SelectSection()
     flow: FlowSection = FlowSection()
     path: str = ""  # the file it was read from
@@ -178,7 +192,17 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
         ingest, sources=tuple(_resolve(base, s) for s in ingest.sources)
     )
     sections["embed"] = _embed_model(sections["embed"], base, fail)
+    bad = [c for c in sections["filter"].languages if not re.fullmatch(r"[a-z]{2,3}", c)]
+    if bad:
+        raise fail(
+            f"[filter] languages: {bad[0]!r} is not a language code; "
+            'give ISO 639-1 codes in lower case, e.g. ["en", "fr"]'
+        )
     sections["select"] = _select(sections["select"], base, fail)
+    decon = sections["decontaminate"]
+    sections["decontaminate"] = dataclasses.replace(
+        decon, eval_files=tuple(_resolve(base, f) for f in decon.eval_files)
+    )
     return CurateConfig(store=_resolve(base, store), path=str(file.absolute()), **sections)
 
 

@@ -40,8 +40,10 @@ from prefect.cache_policies import NO_CACHE
 
 from thresher.flows import config as cfgmod
 from thresher.flows import dedup as dedup_mod
+from thresher.flows.decontam import decontaminate
 from thresher.flows.embed import embed
 from thresher.flows.filter import filter_items
+from thresher.flows.langid import identify_languages
 from thresher.flows.report import build as build_report
 from thresher.flows.score import score
 from thresher.flows.select import latest_publication, mirror, publish, select_items
@@ -152,12 +154,20 @@ def ingest_task(cfg: cfgmod.CurateConfig) -> StageResult:
 
 @task(name="filter", cache_policy=NO_CACHE)
 def filter_task(cfg: cfgmod.CurateConfig) -> StageResult:
-    rules = Rules(**vars(cfg.filter))
+    """With `languages` or `min_language_confidence`, first identifies the language of
+    the items that have none (the langid run; nothing when no item is new)."""
+    rules, store = Rules(**vars(cfg.filter)), Store(cfg.store)
+    identified = 0
+    if rules.by_language:
+        with _bars("langid") as update:
+            identified = identify_languages(store, on_progress=update).identified
     with _bars("filter") as update:
-        report = filter_items(Store(cfg.store), rules, on_progress=update)
+        report = filter_items(store, rules, on_progress=update)
     if report.run_id is None:
         return StageResult("filter", skipped=True, detail="no new batches")
     detail = ", ".join(f"{v} {k}" for k, v in report.by_rule.items())
+    if rules.by_language:
+        detail = ", ".join(filter(None, [f"{identified} languages identified", detail]))
     return StageResult(
         "filter", report.checked, report.checked - report.dropped, report.dropped, detail=detail
     )
@@ -241,7 +251,12 @@ def score_task(cfg: cfgmod.CurateConfig) -> StageResult:
 
 @task(name="select", cache_policy=NO_CACHE)
 def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
-    s = cfg.select
+    """With `[decontaminate] eval_files`, first checks the batches not yet checked against
+    them (nothing when none is new), so the selection leaves out what they contain."""
+    s, d = cfg.select, cfg.decontaminate
+    found = None
+    if d.eval_files:
+        found = decontaminate(Store(cfg.store), list(d.eval_files), d.ngram, d.text_column)
     report = select_items(
         Store(cfg.store),
         s.name,
@@ -252,14 +267,18 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         seed=s.seed,
         model=_embedder(cfg).name,
         skip_unchanged=True,
+        keep_contaminated=s.keep_contaminated,
     )
+    detail = f"{s.name!r} from selection run {report.run_id} ({report.policy}, keep {s.keep})"
+    if found is not None and found.run_id is not None:
+        detail += f"; {sum(found.contaminated.values())} contaminated items found"
     return StageResult(
         "select",
         report.candidates,
         report.selected,
         report.candidates - report.selected,
         skipped=not report.new,
-        detail=f"{s.name!r} from selection run {report.run_id} ({report.policy}, keep {s.keep})",
+        detail=detail,
     )
 
 

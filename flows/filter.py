@@ -19,6 +19,7 @@ from thresher.flows import runtime
 from thresher.flows.runtime import Progress
 from thresher.selection.filters import FilterStage, Rules
 from thresher.storage import queries
+from thresher.storage.errors import ThresherError
 from thresher.storage.store import StageCounts, Store
 
 
@@ -36,6 +37,11 @@ def filter_items(store: Store, rules: Rules, on_progress: Progress = None) -> Fi
     todo = queries.unfiltered_items(store.text_column())
     if not queries.count(store, todo):
         return FilterReport(None, 0, 0, {})
+    if rules.by_language and queries.count(store, queries.langid_todo(store.text_column())):
+        raise ThresherError(
+            f"[filter] languages: some items of {store.root} have no language yet; "
+            f"run `thresher langid {store.root}` first"
+        )
     seen: Counter[int] = Counter()
     dropped: Counter[int] = Counter()
     by_rule: Counter[str] = Counter()

@@ -54,6 +54,7 @@ def select_items(
     seed: int = 0,
     model: str | None = None,
     skip_unchanged: bool = False,
+    keep_contaminated: bool = False,
 ) -> SelectReport:
     """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`.
 
@@ -75,12 +76,17 @@ def select_items(
         group=None if balance == "none" else balance,
         label_column=queries.label_column(store),
         model=vstore.pick_model(store, model) if policy == "kcenter" else None,
+        keep_contaminated=keep_contaminated,
     )
     config = {"name": name, "keep": keep, "policy": policy, "balance": balance}
+    config["keep_contaminated"] = keep_contaminated
     with store.run("select", {**config, "where": where, "seed": seed}) as run:
         staged = runtime.stage(run, "select-pool", pool)
         if not staged.rows:
-            raise ThresherError("no candidate items (all are duplicates, or --where matches none)")
+            raise ThresherError(
+                "no candidate items (all are duplicates, filtered or contaminated, or --where "
+                "matches none)"
+            )
         last = (
             runtime.stage(run, "select-last", queries.latest_selection(name))
             if skip_unchanged

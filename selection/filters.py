@@ -9,7 +9,10 @@ Rules, in the order they are checked (the first that fails is the reason):
   earlier line (boilerplate, scraped menus);
 - ``max_repeated_ngram_ratio``: fraction of word n-grams (``ngram`` words)
   that occur more than once in the text, all their occurrences counted
-  (Gopher's repetition rule, on n-grams rather than characters).
+  (Gopher's repetition rule, on n-grams rather than characters);
+- ``languages`` / ``min_language_confidence``: the item's language (from the
+  `languages` table, see `thresher.selection.langid`) is not one of these, or
+  was identified with less confidence (reason ``language: xx``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from thresher.selection.langid import language_reason
 from thresher.storage.errors import ThresherError
 from thresher.storage.stage import Resources, Stage
 
@@ -35,6 +39,12 @@ class Rules:
     max_repeated_line_ratio: float | None = None
     max_repeated_ngram_ratio: float | None = None
     ngram: int = 3
+    languages: tuple[str, ...] = ()
+    min_language_confidence: float = 0.0
+
+    @property
+    def by_language(self) -> bool:
+        return bool(self.languages) or self.min_language_confidence > 0
 
     def compiled(self) -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:
         def comp(patterns: tuple[str, ...], key: str) -> list[re.Pattern[str]]:
@@ -68,12 +78,23 @@ def repeated_ngram_ratio(text: str, n: int) -> float:
     return sum(c for c in counts.values() if c > 1) / len(grams)
 
 
-def reasons(texts: Sequence[str | None], rules: Rules) -> list[str | None]:
-    """The reason each text is dropped, or None where it passes every rule."""
+def reasons(
+    texts: Sequence[str | None],
+    rules: Rules,
+    languages: Sequence[tuple[str | None, float | None]] | None = None,
+) -> list[str | None]:
+    """The reason each text is dropped, or None where it passes every rule; `languages`:
+    each text's (language, confidence), needed when the rules check languages."""
     drop, keep = rules.compiled()
+    if rules.by_language and languages is None:
+        raise ThresherError("[filter] languages: the items' languages are needed")
     out: list[str | None] = []
-    for raw in texts:
-        out.append(_reason(raw or "", rules, drop, keep))
+    for i, raw in enumerate(texts):
+        found = _reason(raw or "", rules, drop, keep)
+        if found is None and languages is not None and rules.by_language:
+            lang, conf = languages[i]
+            found = language_reason(lang, conf, rules.languages, rules.min_language_confidence)
+        out.append(found)
     return out
 
 
@@ -105,8 +126,8 @@ def rule_names(found: Sequence[str | None]) -> dict[str, int]:
 
 
 class FilterStage(Stage):
-    """(item_id, batch_id, text) -> (item_id, batch_id, reason): why each row is dropped,
-    null where it is kept."""
+    """(item_id, batch_id, text[, language, confidence]) -> (item_id, batch_id, reason):
+    why each row is dropped, null where it is kept."""
 
     name = "filter"
     resources = Resources(cpus=1)
@@ -116,7 +137,16 @@ class FilterStage(Stage):
         self.rules = rules
 
     def process(self, batch: pa.Table) -> pa.Table:
-        found = reasons(batch.column("text").to_pylist(), self.rules)
+        languages = None
+        if self.rules.by_language:
+            languages = list(
+                zip(
+                    batch.column("language").to_pylist(),
+                    batch.column("confidence").to_pylist(),
+                    strict=True,
+                )
+            )
+        found = reasons(batch.column("text").to_pylist(), self.rules, languages)
         return pa.table(
             {
                 "item_id": batch.column("item_id"),

@@ -50,6 +50,10 @@ TABLES: dict[str, str] = {
     "pii": "item_id BIGINT, kind VARCHAR, start BIGINT, end BIGINT, run_id BIGINT",
     "pii_checked": "item_id BIGINT, run_id BIGINT",
     "tokens": "item_id BIGINT, tokens BIGINT, run_id BIGINT",
+    "languages": "item_id BIGINT, language VARCHAR, confidence DOUBLE, run_id BIGINT",
+    "contamination": "item_id BIGINT, eval_source VARCHAR, overlap BIGINT, run_id BIGINT",
+    # the n-gram hashes of each eval file (by content fingerprint) decontaminate read
+    "eval_ngrams": "fingerprint VARCHAR, ngram INTEGER, hash BIGINT, run_id BIGINT",
 }
 
 _ARROW_TYPES: dict[str, pa.DataType] = {

@@ -48,12 +48,44 @@ def kept_items() -> Query:
 
 
 def unfiltered_items(text_column: str) -> Query:
-    """(item_id, batch_id, text) of every batch the filter stage has not seen."""
+    """(item_id, batch_id, text, language, confidence) of every batch the filter stage has
+    not seen; language and confidence from `languages`, NULL where langid has not run."""
+    return Query(
+        f"SELECT i.item_id, i.batch_id, i.{_quote(text_column)} AS text, l.language, "
+        "l.confidence FROM items i LEFT JOIN (SELECT item_id, arg_max(language, run_id) AS "
+        "language, arg_max(confidence, run_id) AS confidence FROM languages GROUP BY item_id) "
+        "l USING (item_id) "
+        "WHERE 'batch ' || i.batch_id NOT IN (SELECT key FROM stages WHERE stage = 'filter') "
+        "ORDER BY i.batch_id, i.item_id"
+    )
+
+
+def langid_todo(text_column: str) -> Query:
+    """(item_id, text) of every item with no `languages` row yet, in item_id order."""
+    return Query(
+        f"SELECT i.item_id, i.{_quote(text_column)} AS text FROM items i "
+        "ANTI JOIN languages l USING (item_id) ORDER BY i.item_id"
+    )
+
+
+def decontam_todo(text_column: str, key: str) -> Query:
+    """(item_id, batch_id, text) of every batch not checked against eval set `key` (its
+    `stages` rows read "decontaminate", "KEY batch N"), in (batch_id, item_id) order."""
     return Query(
         f"SELECT item_id, batch_id, {_quote(text_column)} AS text FROM items "
-        "WHERE 'batch ' || batch_id NOT IN (SELECT key FROM stages WHERE stage = 'filter') "
-        "ORDER BY batch_id, item_id"
+        "WHERE $k || ' batch ' || batch_id NOT IN "
+        "(SELECT key FROM stages WHERE stage = 'decontaminate') ORDER BY batch_id, item_id",
+        {"k": key},
     )
+
+
+def eval_ngrams(store: Store, fingerprint: str, n: int) -> np.ndarray | None:
+    """The saved, sorted n-gram hashes of an eval file; None when never saved."""
+    rows = store.query(
+        "SELECT hash FROM eval_ngrams WHERE fingerprint = $f AND ngram = $n ORDER BY hash",
+        {"f": fingerprint, "n": n},
+    )
+    return rows.column(0).to_numpy() if rows.num_rows else None
 
 
 def dedup_todo(method: str, text_column: str | None) -> Query:
@@ -178,13 +210,17 @@ def selection_pool(
     group: str | None,
     label_column: str | None,
     model: str | None,
+    keep_contaminated: bool = False,
 ) -> Query:
     """Candidates of a selection, in item_id order: kept items matching `where` (a
     condition on the items' columns, checked read-only before), with their latest
     `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
-    `model` their vector; NULL where a value is missing."""
+    `model` their vector; NULL where a value is missing. Items in `contamination` are
+    left out unless `keep_contaminated`."""
     cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
+    clean = "ANTI JOIN (SELECT item_id FROM contamination) t USING (item_id) "
+    clean = "" if keep_contaminated else clean
     cols, joins = ["c.item_id"], []
     params: dict[str, Any] = {}
     if score:
@@ -214,7 +250,8 @@ def selection_pool(
         )
         params["m"] = model
     return Query(
-        f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {cond}) "
+        f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {clean}"
+        f"{cond}) "
         f"SELECT {', '.join(cols)} FROM c {' '.join(joins)} ORDER BY c.item_id",
         params,
         user_sql=bool(where),

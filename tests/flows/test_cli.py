@@ -25,6 +25,8 @@ COMMANDS = [
     "runs",
     "check",
     "dedup",
+    "langid",
+    "decontaminate",
     "embed",
     "search",
     "score",
