@@ -941,9 +941,9 @@ def schedule(config: str, cron: str, name: str | None) -> None:
 
     # A service manager's stop (SIGTERM) is a clean exit. Prefect's runner installs its
     # own SIGTERM handler (it exits 0) once serving, whose `stop()` leaves a coroutine
-    # unawaited: its warning is noise here, as the process ends anyway.
+    # unawaited, as a stop before the runner starts does: that warning is noise here.
     signal.signal(signal.SIGTERM, _interrupt)
-    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    warnings.filterwarnings("ignore", message=r"coroutine 'Runner\.\w+' was never awaited")
     # that exit leaves Prefect's event loop unclosed; its __del__, whenever the loop is
     # collected, would print a traceback ("Exception ignored in BaseEventLoop.__del__")
     sys.unraisablehook = _quiet_loop_teardown

@@ -191,6 +191,7 @@ def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) ->
     )
 
 
+@pytest.mark.slow  # a third full flow run (50 s); test_publish.py's SIGKILL test is default
 def test_a_run_killed_mid_stage_resumes_to_the_same_selection(corpus: Path, reference: dict):
     cfg = _config(corpus, "killed", ["a.jsonl", "b.parquet"])
     root = corpus / "killed"

@@ -134,6 +134,7 @@ def partly_labelled(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow  # the tour (test_tour.py) publishes from the command line by default
 def test_publish_command_publishes_once_per_selection_version(partly_labelled: Path) -> None:
     root = partly_labelled
     first = thresher("publish", root, "small").stdout

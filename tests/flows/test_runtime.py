@@ -86,6 +86,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "corpus.parquet"
 
 
+@pytest.mark.slow  # two full pipelines (45 s)
 def test_in_process_and_ray_paths_record_the_same_decisions(source: Path) -> None:
     folder = source.parent
     on_ray = _decisions(_build(folder, source, "0"))

@@ -85,6 +85,7 @@ def server(tmp_path: Path):
         _stop(proc)
 
 
+@pytest.mark.slow  # a real prefect server and a scheduled flow run (45 s)
 def test_schedule_serves_a_cron_deployment_that_runs_the_flow(tmp_path: Path, server) -> None:
     api = server["PREFECT_API_URL"]
     write_jsonl(tmp_path / "a.jsonl", make_records(300, seed=5))
