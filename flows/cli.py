@@ -528,7 +528,7 @@ def select_cmd(
 @click.option(
     "--redact-pii",
     is_flag=True,
-    help="Replace the spans `thresher pii` found with [EMAIL], [PHONE], ... in the text.",
+    help="Replace the spans `thresher pii` found with <EMAIL>, <PHONE>, ... in the text.",
 )
 def export_cmd(store: str, name: str, out_dir: str, redact_pii: bool) -> None:
     """Write selection NAME (its latest run) with every item column and its weight to

@@ -256,7 +256,7 @@ class Exported:
 def export(store: Store, name: str, out_dir: str, redact_pii: bool = False) -> Exported:
     """Write selection `name` (its latest run) joined to its items as a Parquet dataset
     to a local folder or an object-store URI (see thresher.storage.uri); `redact_pii`:
-    with the spans `thresher pii` found replaced by placeholders such as ``[EMAIL]``."""
+    with the spans `thresher pii` found replaced by placeholders such as ``<EMAIL>``."""
     uri.check_name(name)
     run_id, rows = _selection_version(store, name)
     if redact_pii and (n := text_queries.unscanned_in_selection(store, name, run_id)):

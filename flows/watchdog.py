@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ def start() -> None:
         )
 
 
-def watch(parent: int, interval_s: float = 0.5) -> None:
+def watch(parent: int, interval_s: float = 0.25) -> None:
     """Note `parent`'s descendants until it is gone; then end those still running."""
     import psutil
 
@@ -56,7 +57,52 @@ def watch(parent: int, interval_s: float = 0.5) -> None:
         except psutil.NoSuchProcess:
             break
         time.sleep(interval_s)
-    end(list(seen.values()))
+    procs = list(seen.values())
+    # a local Ray session started by `parent` is named session_<date>_<time>_<us>_<parent>
+    sessions = ray_sessions(procs) | {f"_{parent}"}
+    for _ in range(5):  # a raylet that was starting its agents may start more meanwhile
+        end(procs + session_processes(sessions))
+        time.sleep(1.0)
+        procs = session_processes(sessions)
+        if not procs:
+            break
+
+
+RAY_SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+")
+
+
+def ray_sessions(procs: list[psutil.Process]) -> set[str]:
+    """The local Ray sessions (`session_<date>_<pid>` names) `procs` belong to."""
+    import psutil
+
+    sessions: set[str] = set()
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            sessions.update(RAY_SESSION.findall(" ".join(p.cmdline())))
+    return sessions
+
+
+def session_processes(sessions: set[str]) -> list[psutil.Process]:
+    """The running processes of `sessions`, wherever they now hang: a Ray agent the
+    raylet started just before thresher died can be reparented (its raylet gone too)
+    before this watchdog ever saw it as thresher's descendant."""
+    import psutil
+
+    if not sessions:
+        return []
+    out = []
+    for p in psutil.process_iter(["cmdline", "name"]):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(p.info.get("cmdline") or [])
+            if (p.info.get("name") or "").startswith("ray::"):  # agents retitle themselves;
+                line += " ".join(f.path for f in p.open_files())  # their logs name the session
+            found = RAY_SESSION.findall(line)
+            if (
+                any(f.endswith(s) or f == s for f in found for s in sessions)
+                and p.pid != os.getpid()
+            ):
+                out.append(p)
+    return out
 
 
 def end(procs: list[psutil.Process]) -> None:

@@ -22,12 +22,12 @@ TEXT_KEY = b"thresher.text_column"  # Parquet schema metadata: which column hold
 
 
 def placeholder(kind: str) -> str:
-    return f"[{kind.upper()}]"
+    return f"<{kind.upper()}>"
 
 
 def redact(text: str, spans: Sequence[dict[str, Any]]) -> str:
     """`text` with each span (dicts of kind, start, end; not overlapping) replaced by its
-    placeholder, e.g. ``[EMAIL]``."""
+    placeholder, e.g. ``<EMAIL>``."""
     out, pos = [], 0
     for s in sorted(spans, key=lambda s: s["start"]):
         out.append(text[pos : s["start"]])

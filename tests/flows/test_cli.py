@@ -258,7 +258,7 @@ def test_pii_then_redacted_export(tmp_path) -> None:
     assert "3 items scanned, 2 with PII (1 email, 1 ip)" in out
     thresher("export", s, "all", tmp_path / "o", "--redact-pii")
     table = pq.read_table(tmp_path / "o").sort_by("id")
-    assert table.column("text").to_pylist() == ["mail [EMAIL] now", "from [IP]", "clean"]
+    assert table.column("text").to_pylist() == ["mail <EMAIL> now", "from <IP>", "clean"]
 
 
 def test_tokens_then_plan(tmp_path) -> None:

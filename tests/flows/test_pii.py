@@ -56,9 +56,9 @@ def test_export_redacts_and_refuses_unscanned(pii_store, tmp_path) -> None:
     export(pii_store, "all", str(tmp_path / "o2"), redact_pii=True)
     table = ds.dataset(tmp_path / "o2").to_table().sort_by("id")
     assert table.column("text").to_pylist() == [
-        "mail [EMAIL] or call [PHONE]",
+        "mail <EMAIL> or call <PHONE>",
         "nothing to hide, version 1.2.3.4",
-        "server [IP] card [CREDIT_CARD]",
+        "server <IP> card <CREDIT_CARD>",
         "plain text",
     ]
     assert "pii_spans" not in table.column_names
@@ -81,11 +81,11 @@ def test_feed_redacts_published_rows(pii_store) -> None:
     feed = SelectionFeed.from_store(pii_store, "all", batch_size=10, redact_pii=True)
     batch = next(iter(feed))
     assert "pii_spans" not in batch
-    assert "mail [EMAIL] or call [PHONE]" in batch["text"]
-    assert "server [IP] card [CREDIT_CARD]" in batch["text"]
+    assert "mail <EMAIL> or call <PHONE>" in batch["text"]
+    assert "server <IP> card <CREDIT_CARD>" in batch["text"]
     assert feed.to_hf_dataset()["text"] == batch["text"]
 
 
 def test_redact_keeps_text_between_spans() -> None:
     spans = [{"kind": "ip", "start": 4, "end": 8}, {"kind": "email", "start": 0, "end": 3}]
-    assert redact("a@b 1234 end", spans) == "[EMAIL] [IP] end"
+    assert redact("a@b 1234 end", spans) == "<EMAIL> <IP> end"
