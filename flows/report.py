@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from thresher.scoring.projection import pca_2d
 from thresher.storage import queries, reporting
 from thresher.storage.errors import ThresherError
 from thresher.storage.store import Store
@@ -149,10 +150,7 @@ def _map(store: Store, selection: str | None) -> str:
     sample = reporting.map_sample(store, selection)
     if sample.num_rows < 3:
         return _empty("fewer than 3 embedded items")
-    x = np.asarray(sample.column("vector").to_pylist(), dtype=np.float32)
-    x -= x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)  # PCA to 2-D
-    xy = x @ vt[:2].T
+    xy = pca_2d(np.asarray(sample.column("vector").to_pylist(), dtype=np.float32))
     clusters = np.array([-1 if c is None else c for c in sample.column("cluster").to_pylist()])
     chosen = np.array(sample.column("selected").to_pylist(), dtype=bool)
     fig, ax = _figure(7, 5)
