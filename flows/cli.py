@@ -449,9 +449,17 @@ def score(
 @click.option(
     "--keep",
     type=click.FloatRange(0, 1, min_open=True),
-    required=True,
+    default=None,
     metavar="FRACTION",
     help="Fraction of the candidates to keep.",
+)
+@click.option(
+    "--keep-tokens",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Instead of --keep: the policy's pick holding at most N tokens and at least 0.95 N "
+    "(`thresher tokens` first; `thresher plan` suggests N).",
 )
 @click.option(
     "--policy",
@@ -483,7 +491,8 @@ def score(
 def select_cmd(
     store: str,
     name: str,
-    keep: float,
+    keep: float | None,
+    keep_tokens: int | None,
     policy: str,
     balance: str,
     where: str | None,
@@ -491,34 +500,29 @@ def select_cmd(
     model: str | None,
     keep_contaminated: bool,
 ) -> None:
-    """Keep FRACTION of STORE's non-duplicate items as selection NAME (table selections)."""
+    """Keep FRACTION (or N tokens) of STORE's non-duplicate items as selection NAME (table
+    selections)."""
     from thresher.flows.select import select_items
 
+    if (keep is None) == (keep_tokens is None):
+        raise click.UsageError("give one of --keep FRACTION or --keep-tokens N")
     r = select_items(
         _open_store(store),
         name,
-        keep,
+        keep or 1.0,
         policy=policy,
         balance=balance,
         where=where,
         seed=seed,
         model=model,
         keep_contaminated=keep_contaminated,
+        keep_tokens=keep_tokens,
     )
-    click.echo(
-        summary_table(
-            [
-                {
-                    "selection": r.name,
-                    "policy": r.policy,
-                    "candidates": r.candidates,
-                    "selected": r.selected,
-                    "run": r.run_id,
-                }
-            ]
-        ),
-        nl=False,
-    )
+    row = {"selection": r.name, "policy": r.policy, "candidates": r.candidates}
+    row["selected"] = r.selected
+    if r.tokens is not None:
+        row["tokens"] = r.tokens
+    click.echo(summary_table([{**row, "run": r.run_id}]), nl=False)
 
 
 @cli.command("export")

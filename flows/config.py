@@ -97,6 +97,23 @@ class SelectSection:
     seed: int = _bounds(0, SEED_MAX, 0)
     publish_uri: str | None = None  # each published version is also copied here
     keep_contaminated: bool = False  # true: also items `thresher decontaminate` found
+    # a budget in tokens instead of keep (`thresher plan` prints one); counts tokens first
+    keep_tokens: int | None = _bounds(1, None, None)
+
+
+@dataclass(frozen=True)
+class TokensSection:
+    """Count each kept item's tokens (`thresher tokens`); on when [select] keep_tokens is."""
+
+    enabled: bool = False
+    tokenizer: str = "minilm"  # or a local Hugging Face tokenizer folder (tokenizer.json)
+
+
+@dataclass(frozen=True)
+class PiiSection:
+    """Find PII spans in the kept items (`thresher pii`), for export --redact-pii."""
+
+    enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,8 @@ class CurateConfig:
     dedup: DedupSection = DedupSection()
     score: ScoreSection = ScoreSection()
     decontaminate: DecontaminateSection = DecontaminateSection()
+    tokens: TokensSection = TokensSection()
+    pii: PiiSection = PiiSection()
     select: SelectSection = SelectSection()
     flow: FlowSection = FlowSection()
     path: str = ""  # the file it was read from
@@ -199,6 +218,7 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
             'give ISO 639-1 codes in lower case, e.g. ["en", "fr"]'
         )
     sections["select"] = _select(sections["select"], base, fail)
+    sections["tokens"] = _tokens(sections["tokens"], base, fail)
     decon = sections["decontaminate"]
     sections["decontaminate"] = dataclasses.replace(
         decon, eval_files=tuple(_resolve(base, f) for f in decon.eval_files)
@@ -223,6 +243,20 @@ def _select(section: SelectSection, base: Path, fail) -> SelectSection:
     if not target.strip():
         raise fail("[select] publish_uri: empty; give a folder or URI, or false")
     return dataclasses.replace(section, publish_uri=_resolve(base, target))
+
+
+def _tokens(section: TokensSection, base: Path, fail) -> TokensSection:
+    """A tokenizer folder resolved and checked (not loaded)."""
+    from thresher.scoring.tokens import DEFAULT_TOKENIZER, tokenizer_dir
+
+    if section.tokenizer == DEFAULT_TOKENIZER:
+        return section
+    folder = _resolve(base, section.tokenizer)
+    try:
+        tokenizer_dir(folder)
+    except ThresherError as exc:
+        raise fail(f"[tokens] tokenizer: {exc}".replace("--tokenizer ", "", 1)) from None
+    return dataclasses.replace(section, tokenizer=folder)
 
 
 def _embed_model(embed: EmbedSection, base: Path, fail) -> EmbedSection:

@@ -1,8 +1,10 @@
-"""The curate flow: ingest -> filter -> dedup -> embed -> semantic dedup -> score -> select
--> publish.
+"""The curate flow: ingest -> filter -> dedup -> embed -> semantic dedup -> score
+[-> tokens] [-> pii] -> select -> publish.
 
 Exact and fuzzy dedup run before embedding, so their duplicates (and filtered
 rows) are never embedded; semantic dedup needs the vectors and runs after.
+Tokens and PII run when their section is enabled (tokens also when `[select]
+keep_tokens` sizes the selection), on the items the dedup passes kept.
 
 Each stage is a Prefect task that drives its Ray work through the stage
 adapter and commits its own store run, so the store always holds every
@@ -44,9 +46,11 @@ from thresher.flows.decontam import decontaminate
 from thresher.flows.embed import embed
 from thresher.flows.filter import filter_items
 from thresher.flows.langid import identify_languages
+from thresher.flows.pii import scan_pii
 from thresher.flows.report import build as build_report
 from thresher.flows.score import score
 from thresher.flows.select import latest_publication, mirror, publish, select_items
+from thresher.flows.tokens import count_item_tokens
 from thresher.scoring.embedders import EmbedderConfig
 from thresher.selection.filters import Rules
 from thresher.storage import queries
@@ -249,6 +253,27 @@ def score_task(cfg: cfgmod.CurateConfig) -> StageResult:
     return StageResult("score", n, n, detail=f"{report.clusters} clusters")
 
 
+@task(name="tokens", cache_policy=NO_CACHE)
+def tokens_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    with _bars("tokens") as update:
+        report = count_item_tokens(Store(cfg.store), cfg.tokens.tokenizer, on_progress=update)
+    if report.run_id is None:
+        return StageResult("tokens", skipped=True, detail="every kept item is counted")
+    detail = f"{report.tokens} tokens"
+    return StageResult("tokens", report.items, report.items, detail=detail)
+
+
+@task(name="pii", cache_policy=NO_CACHE)
+def pii_task(cfg: cfgmod.CurateConfig) -> StageResult:
+    with _bars("pii") as update:
+        report = scan_pii(Store(cfg.store), on_progress=update)
+    if report.run_id is None:
+        return StageResult("pii", skipped=True, detail="every kept item is scanned")
+    kinds = ", ".join(f"{n} {kind}" for kind, n in report.by_kind.items())
+    detail = f"{report.items_with_pii} items with PII" + (f" ({kinds})" if kinds else "")
+    return StageResult("pii", report.scanned, report.scanned, detail=detail)
+
+
 @task(name="select", cache_policy=NO_CACHE)
 def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
     """With `[decontaminate] eval_files`, first checks the batches not yet checked against
@@ -268,8 +293,10 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         model=_embedder(cfg).name,
         skip_unchanged=True,
         keep_contaminated=s.keep_contaminated,
+        keep_tokens=s.keep_tokens,
     )
-    detail = f"{s.name!r} from selection run {report.run_id} ({report.policy}, keep {s.keep})"
+    size = f"keep {s.keep}" if s.keep_tokens is None else f"{report.tokens} tokens"
+    detail = f"{s.name!r} from selection run {report.run_id} ({report.policy}, {size})"
     if found is not None and found.run_id is not None:
         detail += f"; {sum(found.contaminated.values())} contaminated items found"
     return StageResult(
@@ -302,9 +329,20 @@ STAGES = (
     embed_task,
     semantic_task,
     score_task,
+    tokens_task,
+    pii_task,
     select_task,
     publish_task,
 )
+
+
+def stages(cfg: cfgmod.CurateConfig) -> list[Any]:
+    """The flow's stages for `cfg`: tokens and PII only where the config asks for them."""
+    on = {
+        "tokens": cfg.tokens.enabled or cfg.select.keep_tokens is not None,
+        "pii": cfg.pii.enabled,
+    }
+    return [s for s in STAGES if on.get(s.name, True)]
 
 
 @flow(name="thresher-curate", log_prints=True)
@@ -319,7 +357,7 @@ def curate(config_path: str) -> dict[str, Any]:
     }
     started = dt.datetime.now(dt.UTC)
     results: list[StageResult] = []
-    for stage in STAGES:
+    for stage in stages(cfg):
         t0 = time.perf_counter()
         results.append(stage.with_options(**retry)(cfg))
         results[-1].seconds = time.perf_counter() - t0

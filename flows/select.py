@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from thresher.flows import runtime
 from thresher.scoring.matryoshka import normalize
+from thresher.selection.budget import fit_tokens
 from thresher.selection.pruning import BALANCE, auto_policy, select
 from thresher.storage import queries, text_queries, uri
 from thresher.storage import redact as redaction
@@ -35,6 +36,7 @@ class SelectReport:
     candidates: int
     selected: int
     new: bool = True  # False: the latest version already held exactly these items
+    tokens: int | None = None  # the selection's tokens, when sized by --keep-tokens
 
 
 def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
@@ -55,8 +57,11 @@ def select_items(
     model: str | None = None,
     skip_unchanged: bool = False,
     keep_contaminated: bool = False,
+    keep_tokens: int | None = None,
 ) -> SelectReport:
     """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`.
+    With `keep_tokens`, the policy's pick holding at most that many tokens (and at least
+    95% of it when the pool has that many; `selection.budget`) instead of `keep`.
 
     The candidates (id, score, group, and for kcenter the vector) are staged by
     DuckDB and the policy runs in a Ray task that writes the selection's file:
@@ -77,9 +82,10 @@ def select_items(
         label_column=queries.label_column(store),
         model=vstore.pick_model(store, model) if policy == "kcenter" else None,
         keep_contaminated=keep_contaminated,
+        tokens=keep_tokens is not None,
     )
     config = {"name": name, "keep": keep, "policy": policy, "balance": balance}
-    config["keep_contaminated"] = keep_contaminated
+    config.update(keep_contaminated=keep_contaminated, keep_tokens=keep_tokens)
     with store.run("select", {**config, "where": where, "seed": seed}) as run:
         staged = runtime.stage(run, "select-pool", pool)
         if not staged.rows:
@@ -99,6 +105,7 @@ def select_items(
             last.paths,
             name,
             keep,
+            keep_tokens,
             policy,
             seed,
             run.run_id,
@@ -113,12 +120,16 @@ def select_items(
             run.record(StageCounts("select", name, total, n, total - n, 0))
             run.message = f"{n} of {total} kept as {name!r} ({policy}"
             run.message += f" = {picked.policy})" if policy == "auto" else ")"
+            if picked.tokens is not None:
+                run.message += f", {picked.tokens} tokens of --keep-tokens {keep_tokens}"
     ran = f"auto = {picked.policy}" if policy == "auto" else policy
     if not picked.changed:
         run_id = queries.latest_selection_run(store, name)
         assert run_id is not None
-        return SelectReport(run_id, name, ran, staged.rows, picked.selected, new=False)
-    return SelectReport(run.run_id, name, ran, staged.rows, picked.selected)
+        return SelectReport(
+            run_id, name, ran, staged.rows, picked.selected, new=False, tokens=picked.tokens
+        )
+    return SelectReport(run.run_id, name, ran, staged.rows, picked.selected, tokens=picked.tokens)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,7 @@ class _Picked:
     selected: int
     policy: str  # the policy that ran (what auto chose)
     changed: bool  # False: the same items as the selection's latest version
+    tokens: int | None = None  # their tokens, when sized in tokens
 
 
 def _select_step(
@@ -133,6 +145,7 @@ def _select_step(
     last: list[str],
     name: str,
     keep: float,
+    keep_tokens: int | None,
     policy: str,
     seed: int,
     run_id: int,
@@ -150,23 +163,37 @@ def _select_step(
                 f"{column.null_count} candidates have no vector for kcenter: run thresher embed"
             )
         vectors = normalize(arrow_to_vectors(column))
-    budget = round(keep * len(ids))
-    picked = select(
-        len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
-    )
+
+    def choose(budget: int) -> np.ndarray:
+        return select(
+            len(ids), budget, policy, scores=scores, vectors=vectors, groups=groups, seed=seed
+        )
+
+    total = None
+    if keep_tokens is None:
+        budget = round(keep * len(ids))
+        picked = choose(budget)
+    else:
+        tokens = _column(table, "tokens", "token count", "thresher tokens")
+        assert tokens is not None  # staged with the pool when sizing in tokens
+        picked, budget = fit_tokens(choose, tokens, keep_tokens, seed)
+        total = int(tokens[picked].sum())
     chosen = np.sort(ids[picked])
     if not len(chosen):  # a version with no rows would hide the last real one from export
         raise ThresherError(
             f"--keep {keep} of {len(ids)} candidates keeps no item; nothing was recorded "
             f"(keep at least {1 / len(ids):.2g})"
+            if keep_tokens is None
+            else f"--keep-tokens {keep_tokens}: every candidate has more tokens; nothing was "
+            "recorded"
         )
     ran = auto_policy(len(ids), budget, groups) if policy == "auto" else policy
     if last:
         before = pa.concat_tables([pq.read_table(p) for p in last]).column("item_id").to_numpy()
         if np.array_equal(before, chosen):
-            return _Picked(len(chosen), ran, changed=False)
+            return _Picked(len(chosen), ran, changed=False, tokens=total)
     write_rows(out_path, "selections", run_id, selection=name, item_id=chosen, weight=1.0)
-    return _Picked(len(chosen), ran, changed=True)
+    return _Picked(len(chosen), ran, changed=True, tokens=total)
 
 
 def _column(table: pa.Table, column: str, what: str, fix: str) -> np.ndarray | None:

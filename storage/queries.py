@@ -211,13 +211,14 @@ def selection_pool(
     label_column: str | None,
     model: str | None,
     keep_contaminated: bool = False,
+    tokens: bool = False,
 ) -> Query:
     """Candidates of a selection, in item_id order: kept items matching `where` (a
     condition on the items' columns, checked read-only before), with their latest
     `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
-    `model` their vector; NULL where a value is missing. Items in `contamination` are
-    left out unless `keep_contaminated`."""
+    `model` their vector, with `tokens` their token count; NULL where a value is missing.
+    Items in `contamination` are left out unless `keep_contaminated`."""
     cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
     clean = "ANTI JOIN (SELECT item_id FROM contamination) t USING (item_id) "
     clean = "" if keep_contaminated else clean
@@ -249,6 +250,12 @@ def selection_pool(
             "LEFT JOIN (SELECT item_id, vector FROM embeddings WHERE model = $m) e USING (item_id)"
         )
         params["m"] = model
+    if tokens:
+        cols.append("t.tokens")
+        joins.append(
+            "LEFT JOIN (SELECT item_id, arg_max(tokens, run_id) AS tokens FROM tokens "
+            "GROUP BY item_id) t USING (item_id)"
+        )
     return Query(
         f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {clean}"
         f"{cond}) "

@@ -74,6 +74,14 @@ def test_publish_uri_keeps_uris_and_resolves_folders(tmp_path: Path, given, reso
         ),
         ('store = "s"\n[ingest\n', "not valid TOML"),
         (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nkeep_tokens = 0\n',
+            r"\[select\] keep_tokens: 0 is out of range; allowed: >= 1",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[tokens]\ntokenizer = "no-such-dir"\n',
+            r"\[tokens\] tokenizer: '.*no-such-dir': not 'minilm' \(bundled\) nor a folder",
+        ),
+        (
             'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nkeep = nan\n',
             r"\[select\] keep: nan is not a finite number",
         ),

@@ -40,6 +40,10 @@ max_seq_length = 32
 semantic = 0.97
 [score]
 clusters = 6
+[tokens]
+enabled = true
+[pii]
+enabled = true
 [select]
 name = "train"
 keep = 0.4
@@ -124,7 +128,8 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     assert config["select"]["keep"] == 0.4 and config["filter"]["min_chars"] == 25
     stages = _stages(store, reference["first_run"])
     assert list(stages) == [
-        *("ingest", "filter", "dedup", "embed", "semantic", "score", "select", "publish")
+        *("ingest", "filter", "dedup", "embed", "semantic", "score", "tokens", "pii"),
+        *("select", "publish"),
     ]
     assert stages["ingest"]["rows_kept"] == 1300
     assert (stages["ingest"]["rows_dropped"], stages["ingest"]["rows_rejected"]) == (0, 1)
@@ -159,6 +164,7 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     assert by_method["exact"]["embedded"] == 0 and by_method["fuzzy"]["embedded"] == 0
     kept = len(state["items"]) - len(state["filtered"]) - len(state["duplicates"])
     assert len(state["scored"]) == kept
+    assert stages["tokens"]["rows_in"] == stages["pii"]["rows_in"] == kept
     assert len(state["selection"]) == round(0.4 * kept)
     assert not set(state["selection"]) & set(state["duplicates"])
     assert "publish" in reference["first"].stdout
@@ -173,6 +179,13 @@ def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) ->
     assert stages["embed"]["rows_in"] <= 200
     assert stages["dedup"]["rows_in"] <= 200
     assert stages["score"]["rows_in"] <= 200
+    # tokens and PII: only the new file's kept items, each once
+    assert stages["tokens"]["rows_in"] == stages["pii"]["rows_in"] == stages["score"]["rows_in"]
+    assert (
+        store.query("SELECT count(*) = count(DISTINCT item_id) FROM pii_checked")
+        .column(0)[0]
+        .as_py()
+    )
     pubs = store.query("SELECT version, path, rows FROM publications ORDER BY version").to_pylist()
     assert len(pubs) == 2
     published = pq.read_table(store.root / pubs[-1]["path"])
