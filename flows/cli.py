@@ -283,6 +283,9 @@ def check(store: str, repair: bool, quiet: bool) -> None:
     click.echo(f"ok: {report.tables} tables, {report.files} files, {report.rows} rows")
 
 
+TOP_LANGUAGES = 12  # rows langid prints; SQL on `languages` has them all
+
+
 @cli.command()
 @click.argument("store")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -298,6 +301,13 @@ def langid(store: str, quiet: bool) -> None:
         r = identify_languages(_open_store(store), on_progress=update)
     rows = [{"language": lang, "items": n} for lang, n in r.by_language.items()]
     click.echo(f"{r.identified} new items identified", nl=True)
+    if len(rows) > TOP_LANGUAGES:  # the long tail is mostly misidentified short texts
+        rest = rows[TOP_LANGUAGES - 1 :]
+        others = f"{len(rest)} others"
+        rows = [
+            *rows[: TOP_LANGUAGES - 1],
+            {"language": others, "items": sum(r["items"] for r in rest)},
+        ]
     if rows:
         click.echo(summary_table(rows), nl=False)
 

@@ -46,3 +46,14 @@ def test_stage_appends_language_and_confidence() -> None:
     out = LangIdStage().process(batch)
     assert out.column_names == ["item_id", "language", "confidence"]
     assert out.column("language").to_pylist() == ["zh", "und"]
+
+
+def test_only_iso_639_1_languages_so_short_english_is_not_pidgin() -> None:
+    # the full py3langid model says Nigerian Pidgin (pcm) for this one (0.50); now en (0.79)
+    assert identify(["A Python package to get optimal solutiion."])[0][0] == "en"
+    from thresher.selection.langid import _identifier
+
+    assert all(
+        len(c) == 2 or c in ("ary", "arz", "yue", "wuu", "uzs", "zxx")
+        for c in _identifier().nb_classes
+    )
