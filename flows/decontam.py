@@ -37,6 +37,8 @@ def eval_grams(path: Path, n: int, text_column: str | None) -> np.ndarray:
     """The sorted, distinct n-gram hashes of one eval file's texts."""
     if not path.is_file():
         raise ThresherError(f"{path}: no such eval file")
+    if _blank(path):
+        raise ThresherError(f"{path}: the eval file is empty")
     fmt = detect_format(path, "auto")
     column = text_column or text_column_for(path)[0]
     parts = [np.empty(0, dtype=np.int64)]
@@ -50,6 +52,13 @@ def eval_grams(path: Path, n: int, text_column: str | None) -> np.ndarray:
     if not len(grams):
         raise ThresherError(f"{path}: no text of at least {n} words in column {column!r}")
     return grams
+
+
+def _blank(path: Path) -> bool:
+    """Nothing but whitespace in the file (a file of more than 1 MiB is not)."""
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+    return len(head) < 1 << 20 and not head.strip()
 
 
 def decontaminate(

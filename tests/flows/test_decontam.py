@@ -61,7 +61,7 @@ def test_decontaminate_is_incremental_and_select_leaves_items_out(
 def test_decontaminate_command(tmp_path) -> None:
     write_jsonl(tmp_path / "a.jsonl", corpus(0, 6))
     write_jsonl(tmp_path / "eval.jsonl", [{"prompt": QUESTION, "answer": "Saturn"}])
-    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "empty.jsonl").write_text("\n \n")
     thresher("init", tmp_path / "s")
     thresher("ingest", tmp_path / "s", tmp_path / "a.jsonl", "--text-column", "text")
     out = thresher(
@@ -77,7 +77,10 @@ def test_decontaminate_command(tmp_path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("thresher: error:")
+    assert bad.stderr.strip().endswith("empty.jsonl: the eval file is empty")
     assert len(bad.stderr.strip().splitlines()) == 1
+    guessed = thresher("decontaminate", tmp_path / "s", tmp_path / "empty.jsonl", check=False)
+    assert guessed.stderr.strip().endswith("empty.jsonl: the eval file is empty")
 
 
 def test_config_section_resolves_eval_files(tmp_path) -> None:
