@@ -914,7 +914,7 @@ def run_cmd(config: str, quiet: bool) -> None:
     the TOML file CONFIG describes, as a Prefect flow driving Ray. Stages with nothing
     new to do are skipped, so a rerun resumes and a later run adds only new sources."""
     _quiet_prefect()
-    from thresher.flows.curate import run_config
+    from thresher.flows.runner import run_config
 
     result = run_config(
         config, bars=lambda label: progress(label, quiet), announce=None if quiet else err.print
@@ -951,7 +951,7 @@ def schedule(config: str, cron: str, name: str | None) -> None:
     or a temporary one that ends with the command. Each scheduled run processes only
     source files it has not seen."""
     _quiet_prefect()
-    from thresher.flows.curate import serve_schedule
+    from thresher.flows.runner import serve_schedule
 
     # A service manager's stop (SIGTERM) is a clean exit. Prefect's runner installs its
     # own SIGTERM handler (it exits 0) once serving, whose `stop()` leaves a coroutine

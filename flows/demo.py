@@ -63,7 +63,7 @@ def run_demo(
 ) -> Store:
     """Run the curate flow on the demo corpus under `root` and show what each stage did;
     the hints name the command as `program` (e.g. `.venv/bin/thresher`)."""
-    from thresher.flows.curate import run_config
+    from thresher.flows.runner import run_config
 
     echo(f"building the demo store in {root.absolute()} (a rerun resumes it)")
     write_demo_sources(root / "sources")
