@@ -419,23 +419,35 @@ def dedup(
     "--metrics",
     default="prototype,density,uncertainty",
     show_default=True,
-    help="Comma-separated: prototype, density, uncertainty.",
+    help="Comma-separated: prototype, density, uncertainty, label_issue, quality.",
 )
+@click.option(
+    "--reference",
+    default=None,
+    metavar="FILE",
+    help="For quality: texts of what good looks like (JSONL, CSV, Parquet).",
+)
+@click.option("--reference-column", default=None, help="Its text column [default: guessed].")
 @click.option("--model", default=None, help="Which model's vectors [default: the only one].")
-@click.option("--refit", is_flag=True, help="Fit new centroids and rescore every kept item.")
+@click.option(
+    "--refit", is_flag=True, help="Fit new centroids (and quality probe); rescore every item."
+)
 @click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def score(
     store: str,
     clusters: int | None,
     metrics: str,
+    reference: str | None,
+    reference_column: str | None,
     model: str | None,
     refit: bool,
     seed: int,
     quiet: bool,
 ) -> None:
     """Score STORE's kept items: prototype_distance (and clusters), knn_distance, and,
-    with labels, entropy and margin of a linear probe."""
+    with labels, entropy and margin of a linear probe; on request label_issue (confident
+    learning) and quality (a probe of --reference against the store)."""
     from thresher.flows.score import describe
     from thresher.flows.score import score as run_score
 
@@ -448,6 +460,8 @@ def score(
             metrics=names,
             refit=refit,
             seed=seed,
+            reference=reference,
+            reference_column=reference_column,
             on_progress=update,
         )
     click.echo(summary_table(describe(report)), nl=False)
@@ -498,6 +512,14 @@ def score(
 @click.option(
     "--keep-contaminated", is_flag=True, help="Keep items found by `thresher decontaminate`."
 )
+@click.option(
+    "--drop-label-issues",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    metavar="F",
+    help="First leave out the fraction F of labelled items most likely mislabelled "
+    "(`thresher score --metrics label_issue`).",
+)
 def select_cmd(
     store: str,
     name: str,
@@ -509,6 +531,7 @@ def select_cmd(
     seed: int,
     model: str | None,
     keep_contaminated: bool,
+    drop_label_issues: float,
 ) -> None:
     """Keep FRACTION (or N tokens) of STORE's non-duplicate items as selection NAME (table
     selections)."""
@@ -527,8 +550,11 @@ def select_cmd(
         model=model,
         keep_contaminated=keep_contaminated,
         keep_tokens=keep_tokens,
+        drop_label_issues=drop_label_issues,
     )
     row = {"selection": r.name, "policy": r.policy, "candidates": r.candidates}
+    if drop_label_issues:
+        row["mislabelled left out"] = r.dropped
     row["selected"] = r.selected
     if r.tokens is not None:
         row["tokens"] = r.tokens
@@ -672,6 +698,14 @@ def publish_cmd(store: str, name: str, to_uri: str | None) -> None:
 )
 @click.option("--seed", type=click.IntRange(0, cfgmod.SEED_MAX), default=0, show_default=True)
 @click.option("--model", default=None, help="Which model's vectors [default: the only one].")
+@click.option(
+    "--review-label-issues",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="First put the N labelled items most likely mislabelled in selection NAME.review, "
+    "to relabel (`thresher score --metrics label_issue`).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def learn(
     store: str,
@@ -681,11 +715,18 @@ def learn(
     strategy: str,
     seed: int,
     model: str | None,
+    review_label_issues: int | None,
     quiet: bool,
 ) -> None:
-    """Active learning in simulation: the label column is the oracle; the items picked,
-    with their importance weights, become selection NAME."""
+    """Active learning: with a label column, simulated (the column is the oracle); without,
+    one round of the label loop per call. The items picked, with their importance
+    weights, become selection NAME."""
     from thresher.flows.learn import learn as run_learn
+    from thresher.flows.learn import review_label_issues as review
+
+    if review_label_issues:
+        shown, n = review(_open_store(store), name, review_label_issues)
+        click.echo(f"{n} likely mislabelled items to relabel first: selection {shown!r}")
 
     with progress("learn (rounds)", quiet) as update:
         r = run_learn(

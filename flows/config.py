@@ -27,6 +27,9 @@ from thresher.storage.readers import Format
 from thresher.storage.uri import check_name
 
 SEED_MAX = 2**32 - 1  # NumPy's and torch's seeds are unsigned 32-bit
+# what `thresher score` computes by default, and what it computes when asked
+DEFAULT_SCORE_METRICS = ("prototype", "density", "uncertainty")
+SCORE_METRICS = (*DEFAULT_SCORE_METRICS, "label_issue", "quality")
 
 
 def _bounds(lo: float | None, hi: float | None, default: Any) -> Any:
@@ -85,6 +88,10 @@ class ScoreSection:
     clusters: int | None = _bounds(1, None, None)
     refit: bool = False
     seed: int = _bounds(0, SEED_MAX, 0)
+    # also label_issue (with labels) and quality (with a reference file)
+    metrics: tuple[str, ...] = DEFAULT_SCORE_METRICS
+    reference: str | None = None  # texts of what good looks like, for quality
+    reference_column: str | None = None  # its text column; none: guessed
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class SelectSection:
     keep_contaminated: bool = False  # true: also items `thresher decontaminate` found
     # a budget in tokens instead of keep (`thresher plan` prints one); counts tokens first
     keep_tokens: int | None = _bounds(1, None, None)
+    # leave out this fraction of labelled items most likely mislabelled (needs [score]
+    # metrics with label_issue)
+    drop_label_issues: float = _bounds(0, 0.99, 0.0)
 
 
 @dataclass(frozen=True)
@@ -219,6 +229,7 @@ def parse(raw: dict[str, Any], file: Path) -> CurateConfig:
         )
     sections["select"] = _select(sections["select"], base, fail)
     sections["tokens"] = _tokens(sections["tokens"], base, fail)
+    sections["score"] = _score(sections["score"], sections["select"], base, fail)
     decon = sections["decontaminate"]
     sections["decontaminate"] = dataclasses.replace(
         decon, eval_files=tuple(_resolve(base, f) for f in decon.eval_files)
@@ -243,6 +254,21 @@ def _select(section: SelectSection, base: Path, fail) -> SelectSection:
     if not target.strip():
         raise fail("[select] publish_uri: empty; give a folder or URI, or false")
     return dataclasses.replace(section, publish_uri=_resolve(base, target))
+
+
+def _score(section: ScoreSection, select: SelectSection, base: Path, fail) -> ScoreSection:
+    """`[score]` metrics checked against each other and `[select]`; reference resolved."""
+    bad = [m for m in section.metrics if m not in SCORE_METRICS]
+    if bad:
+        allowed = ", ".join(SCORE_METRICS)
+        raise fail(f"[score] metrics: {bad[0]!r} is not allowed; allowed: {allowed}")
+    if ("quality" in section.metrics) != (section.reference is not None):
+        raise fail('[score] metrics "quality" and reference = "FILE" go together')
+    if select.drop_label_issues and "label_issue" not in section.metrics:
+        raise fail('[select] drop_label_issues needs "label_issue" in [score] metrics')
+    if section.reference is None:
+        return section
+    return dataclasses.replace(section, reference=_resolve(base, section.reference))
 
 
 def _tokens(section: TokensSection, base: Path, fail) -> TokensSection:

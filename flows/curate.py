@@ -48,7 +48,7 @@ from thresher.flows.filter import filter_items
 from thresher.flows.langid import identify_languages
 from thresher.flows.pii import scan_pii
 from thresher.flows.report import build as build_report
-from thresher.flows.score import score
+from thresher.flows.score import pending_metrics, score
 from thresher.flows.select import latest_publication, mirror, publish, select_items
 from thresher.flows.tokens import count_item_tokens
 from thresher.scoring.embedders import EmbedderConfig
@@ -247,21 +247,29 @@ def _unchecked(store: Store, method: str) -> bool:
 
 @task(name="score", cache_policy=NO_CACHE)
 def score_task(cfg: cfgmod.CurateConfig) -> StageResult:
-    store, model = Store(cfg.store), _embedder(cfg).name
-    if not queries.count(store, queries.kept_vectors(model, "prototype_distance")):
+    """The `[score] metrics` that have something to do (new items, new labels for
+    label_issue, a new reference for quality)."""
+    store, model, s = Store(cfg.store), _embedder(cfg).name, cfg.score
+    metrics = pending_metrics(store, model, s.metrics, s.reference, s.reference_column, s.seed)
+    if not metrics:
         return StageResult("score", skipped=True, detail="every kept item is scored")
-    s = cfg.score
     with _bars("score") as update:
         report = score(
             store,
             model=model,
             clusters=s.clusters,
+            metrics=metrics,
             refit=s.refit,
             seed=s.seed,
+            reference=s.reference if "quality" in metrics else None,
+            reference_column=s.reference_column,
             on_progress=update,
         )
-    n = report.scored.get("prototype_distance", 0)
-    return StageResult("score", n, n, detail=f"{report.clusters} clusters")
+    n = max(report.scored.values(), default=0)
+    detail = ", ".join(f"{v} {m}" for m, v in report.scored.items() if m != "margin")
+    if report.clusters:
+        detail += f"; {report.clusters} clusters"
+    return StageResult("score", n, n, detail=detail)
 
 
 @task(name="tokens", cache_policy=NO_CACHE)
@@ -305,6 +313,7 @@ def select_task(cfg: cfgmod.CurateConfig) -> StageResult:
         skip_unchanged=True,
         keep_contaminated=s.keep_contaminated,
         keep_tokens=s.keep_tokens,
+        drop_label_issues=s.drop_label_issues,
     )
     size = f"keep {s.keep}" if s.keep_tokens is None else f"{report.tokens} tokens"
     detail = f"{s.name!r} from selection run {report.run_id} ({report.policy}, {size})"

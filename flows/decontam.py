@@ -22,8 +22,8 @@ from thresher.storage import queries
 from thresher.storage.errors import ThresherError
 from thresher.storage.guess import text_column_for
 from thresher.storage.ingest import fingerprint
-from thresher.storage.readers import detect_format, read_chunks
 from thresher.storage.store import Run, StageCounts, Store
+from thresher.storage.text_files import text_chunks
 
 
 @dataclass(frozen=True)
@@ -35,30 +35,14 @@ class DecontamReport:
 
 def eval_grams(path: Path, n: int, text_column: str | None) -> np.ndarray:
     """The sorted, distinct n-gram hashes of one eval file's texts."""
-    if not path.is_file():
-        raise ThresherError(f"{path}: no such eval file")
-    if _blank(path):
-        raise ThresherError(f"{path}: the eval file is empty")
-    fmt = detect_format(path, "auto")
-    column = text_column or text_column_for(path)[0]
     parts = [np.empty(0, dtype=np.int64)]
-    for chunk in read_chunks(path, fmt, 16_384):
-        if column not in chunk.table.column_names:
-            raise ThresherError(
-                f"{path}: no column {column!r}; columns: {', '.join(chunk.table.column_names)}"
-            )
-        parts.extend(ngram_hashes(chunk.table.column(column).cast("string"), n))
+    for texts in text_chunks(path, text_column, "eval file"):
+        parts.extend(ngram_hashes(texts, n))
     grams = np.unique(np.concatenate(parts))
     if not len(grams):
+        column = text_column or text_column_for(path)[0]
         raise ThresherError(f"{path}: no text of at least {n} words in column {column!r}")
     return grams
-
-
-def _blank(path: Path) -> bool:
-    """Nothing but whitespace in the file (a file of more than 1 MiB is not)."""
-    with path.open("rb") as f:
-        head = f.read(1 << 20)
-    return len(head) < 1 << 20 and not head.strip()
 
 
 def decontaminate(

@@ -165,6 +165,28 @@ def _one_round(
     return LearnReport(run.run_id, name, strategy, len(ids), len(new), [])
 
 
+def review_label_issues(store: Store, name: str, n: int) -> tuple[str, int]:
+    """Selection NAME.review: the `n` labelled items most likely mislabelled (largest
+    `label_issue`, `thresher score --metrics label_issue`), to send back to annotators
+    before more labels are bought; (its name, its items)."""
+    review = f"{name}.review"
+    check_name(review)
+    if not queries.has_scores(store, "label_issue"):
+        raise ThresherError(
+            "--review-label-issues needs label issue scores: run thresher score STORE "
+            "--metrics label_issue first"
+        )
+    ids = queries.worst_label_issues(store, n)
+    with store.run("learn", {"name": review, "review_label_issues": n}) as run:
+        write_selection(run, review, np.sort(ids), np.ones(len(ids)))
+        run.record(StageCounts("learn", review, len(ids), len(ids), 0, 0))
+        run.message = (
+            f"{len(ids)} likely mislabelled items to relabel in {review!r}: thresher export, "
+            "then thresher label"
+        )
+    return review, len(ids)
+
+
 def _train_accuracy(model, vectors: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the proxy on the whole labelled pool (the oracle knows every label)."""
     from thresher.scoring.uncertainty import predict_proba

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from thresher.storage.queries import Query
 from thresher.storage.ray_adapter import run_stage, run_task
@@ -65,3 +67,22 @@ def stream(
     return run_stage(
         stage_, staged.paths, columns=columns, batch_rows=batch_rows, on_progress=on_progress
     )
+
+
+def sample_rows(paths: list[str], limit: int, seed: int, column: str = "label") -> pa.Table:
+    """The staged rows with a `column` value, all of them up to `limit`, else a seeded
+    sample of `limit`, in file order, read a row group at a time."""
+    files = [pq.ParquetFile(p) for p in paths]
+    values = [pq.read_table(p, columns=[column]).column(0) for p in paths]
+    labelled = np.flatnonzero(np.concatenate([c.is_valid().to_numpy(False) for c in values]))
+    pick = np.random.default_rng(seed).choice(len(labelled), min(len(labelled), limit), False)
+    keep = labelled[np.sort(pick)]
+    out, start = [], 0
+    for f in files:
+        for g in range(f.metadata.num_row_groups):
+            rows = f.metadata.row_group(g).num_rows
+            lo, hi = np.searchsorted(keep, [start, start + rows])
+            if hi > lo:
+                out.append(f.read_row_group(g).take(pa.array(keep[lo:hi] - start)))
+            start += rows
+    return pa.concat_tables(out)

@@ -17,8 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.flows import runtime
+from thresher.flows.config import DEFAULT_SCORE_METRICS, SCORE_METRICS
 from thresher.flows.density import density_pass
 from thresher.flows.embed import IndexConfig, update_index
+from thresher.flows.label_issues import score_label_issues
+from thresher.flows.quality import last_key, reference_key, score_quality
 from thresher.flows.runtime import Progress
 from thresher.scoring.matryoshka import normalize
 from thresher.scoring.prototypes import (
@@ -28,14 +31,14 @@ from thresher.scoring.prototypes import (
     streamed_sample,
 )
 from thresher.scoring.uncertainty import ProbeStage, train_probe
-from thresher.storage import queries
+from thresher.storage import queries, score_queries
 from thresher.storage import vectors as vstore
 from thresher.storage.errors import ThresherError
 from thresher.storage.ray_adapter import run_task
 from thresher.storage.stage import arrow_to_vectors
 from thresher.storage.store import Run, StageCounts, Store
 
-METRICS = ("prototype", "density", "uncertainty")
+DEFAULT_METRICS, METRICS = DEFAULT_SCORE_METRICS, SCORE_METRICS
 PROBE_ROWS = 200_000  # labelled rows the probe trains on, at most
 
 
@@ -53,21 +56,29 @@ def score(
     *,
     model: str | None = None,
     clusters: int | None = None,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     refit: bool = False,
     seed: int = 0,
+    reference: str | None = None,
+    reference_column: str | None = None,
     on_progress: Progress = None,
 ) -> ScoreReport:
+    """`label_issue` and `quality` (with a `reference` file) run only when named."""
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ThresherError(f"unknown metric(s) {', '.join(bad)}: allowed {', '.join(METRICS)}")
+    if ("quality" in metrics) != (reference is not None):
+        raise ThresherError("--metrics quality and --reference FILE go together")
     model = vstore.pick_model(store, model)
     n_kept = queries.count(store, queries.kept_vectors(model))
     if not n_kept:
         raise ThresherError(f"no kept item has a {model!r} vector")
-    config = {"model": model, "clusters": clusters, "metrics": list(metrics)}
+    config: dict = {"model": model, "clusters": clusters, "metrics": list(metrics)}
+    if reference is not None:  # the file is checked before anything runs
+        config["reference"] = reference
+        config["quality_key"] = reference_key(store, model, reference, reference_column, seed)
     scored: dict[str, int] = {}
-    note = ""
+    notes = []
     k = 0
     # density searches the model's index (updated first: it commits a run of its own)
     index = update_index(store, model, IndexConfig()) if "density" in metrics else None
@@ -108,7 +119,7 @@ def score(
         if "uncertainty" in metrics:
             n_todo = queries.count(store, queries.kept_vectors(model, "entropy", ids_only=True))
             if queries.class_count(store, model) < 2:
-                note = "uncertainty skipped: needs a label column with >= 2 classes"
+                notes.append("uncertainty skipped: needs a label column with >= 2 classes")
             else:
                 if n_todo:
                     # one staged file: its labelled rows train the probe, its "todo" rows
@@ -127,9 +138,53 @@ def score(
                         values.append(item_id=ids, metric="margin", value=out.column("margin"))
                     values.close()
                 scored["entropy"] = scored["margin"] = n_todo
+        # label issues: out-of-fold probes over the labelled items (flows/label_issues.py)
+        if "label_issue" in metrics:
+            if queries.class_count(store, model) < 2:
+                notes.append("label_issue skipped: needs a label column with >= 2 classes")
+            else:
+                scored["label_issue"] = score_label_issues(run, model, seed, on_progress)
+        # quality: a probe of the reference set against the store (flows/quality.py)
+        if reference is not None:
+            scored["quality"] = score_quality(
+                run,
+                model,
+                reference,
+                reference_column,
+                config["quality_key"],
+                seed=seed,
+                refit=refit,
+                on_progress=on_progress,
+            )
         run.record(StageCounts("score", model, n_kept, n_kept, 0, 0))
         run.message = ", ".join(f"{v} {m}" for m, v in scored.items())
-    return ScoreReport(run.run_id, model, k, scored, note)
+    return ScoreReport(run.run_id, model, k, scored, "; ".join(notes))
+
+
+def pending_metrics(
+    store: Store,
+    model: str,
+    metrics: Sequence[str],
+    reference: str | None = None,
+    reference_column: str | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """Those of `metrics` with something to do: the per-item ones (prototype, density,
+    uncertainty) when a kept item has no prototype score; label_issue when its scores are
+    stale; quality when an item has none or the reference changed."""
+    per_item = [m for m in metrics if m in DEFAULT_METRICS]
+    todo = (
+        per_item if queries.count(store, queries.kept_vectors(model, "prototype_distance")) else []
+    )
+    if "label_issue" in metrics and score_queries.label_issues_stale(
+        store, model, queries.label_column(store)
+    ):
+        todo.append("label_issue")
+    if "quality" in metrics and reference is not None:
+        key = reference_key(store, model, reference, reference_column, seed)
+        if last_key(store) != key or queries.count(store, score_queries.quality_todo(model, False)):
+            todo.append("quality")
+    return todo
 
 
 def _read_vectors(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -166,32 +221,13 @@ def _train_probe_step(pool: list[str], seed: int) -> ProbeStage:
     """A linear probe over the labelled rows' vectors (at least 2 classes): all of them up
     to PROBE_ROWS, else a seeded sample of PROBE_ROWS (a linear probe on 384 dimensions
     gains nothing from millions of rows, and its full-batch training holds them all)."""
-    table = _sample_rows(pool, PROBE_ROWS, seed)
+    table = runtime.sample_rows(pool, PROBE_ROWS, seed)
     names = table.column("label").to_pylist()
     classes = sorted(set(names))
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[v] for v in names])
     x = normalize(arrow_to_vectors(table.column("vector")))
     return ProbeStage.from_probe(train_probe(x, y, len(classes), seed=seed))
-
-
-def _sample_rows(paths: list[str], limit: int, seed: int) -> pa.Table:
-    """The staged rows with a label, all of them up to `limit`, else a seeded sample of
-    `limit`, in file order, read a row group at a time."""
-    files = [pq.ParquetFile(p) for p in paths]
-    labels = [pq.read_table(p, columns=["label"]).column(0) for p in paths]
-    labelled = np.flatnonzero(np.concatenate([c.is_valid().to_numpy(False) for c in labels]))
-    pick = np.random.default_rng(seed).choice(len(labelled), min(len(labelled), limit), False)
-    keep = labelled[np.sort(pick)]
-    out, start = [], 0
-    for f in files:
-        for g in range(f.metadata.num_row_groups):
-            rows = f.metadata.row_group(g).num_rows
-            lo, hi = np.searchsorted(keep, [start, start + rows])
-            if hi > lo:
-                out.append(f.read_row_group(g).take(pa.array(keep[lo:hi] - start)))
-            start += rows
-    return pa.concat_tables(out)
 
 
 def kept_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:

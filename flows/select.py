@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from thresher.flows import runtime
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.budget import fit_tokens
+from thresher.selection.cleaning import drop_worst
 from thresher.selection.pruning import BALANCE, auto_policy, select
 from thresher.storage import queries, text_queries, uri
 from thresher.storage import redact as redaction
@@ -37,6 +38,7 @@ class SelectReport:
     selected: int
     new: bool = True  # False: the latest version already held exactly these items
     tokens: int | None = None  # the selection's tokens, when sized by --keep-tokens
+    dropped: int = 0  # candidates left out as likely mislabelled (--drop-label-issues)
 
 
 def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
@@ -58,10 +60,13 @@ def select_items(
     skip_unchanged: bool = False,
     keep_contaminated: bool = False,
     keep_tokens: int | None = None,
+    drop_label_issues: float = 0.0,
 ) -> SelectReport:
     """Keep a fraction of the kept (non-duplicate) items; write them as selection `name`.
     With `keep_tokens`, the policy's pick holding at most that many tokens (and at least
-    95% of it when the pool has that many; `selection.budget`) instead of `keep`.
+    95% of it when the pool has that many; `selection.budget`) instead of `keep`. With
+    `drop_label_issues` F, the worst F of the labelled candidates by `label_issue` are
+    left out first (`selection.cleaning`); `keep` stays a fraction of all candidates.
 
     The candidates (id, score, group, and for kcenter the vector) are staged by
     DuckDB and the policy runs in a Ray task that writes the selection's file:
@@ -73,6 +78,12 @@ def select_items(
     uri.check_name(name)
     if where:  # one read-only condition on the items' columns, checked before it is staged
         check_condition(store, where)
+    drop_worst(np.zeros(0), drop_label_issues)  # a bad fraction fails before anything runs
+    if drop_label_issues and not queries.has_scores(store, "label_issue"):
+        raise ThresherError(
+            "--drop-label-issues needs label issue scores: run thresher score STORE "
+            "--metrics label_issue (with a label column)"
+        )
     if balance == "label" and not queries.has_labels(store):
         raise ThresherError("--balance label needs one label column (ingest with --label-column)")
     pool = queries.selection_pool(
@@ -83,9 +94,11 @@ def select_items(
         model=vstore.pick_model(store, model) if policy == "kcenter" else None,
         keep_contaminated=keep_contaminated,
         tokens=keep_tokens is not None,
+        label_issue=drop_label_issues > 0,
     )
     config = {"name": name, "keep": keep, "policy": policy, "balance": balance}
     config.update(keep_contaminated=keep_contaminated, keep_tokens=keep_tokens)
+    config["drop_label_issues"] = drop_label_issues
     with store.run("select", {**config, "where": where, "seed": seed}) as run:
         staged = runtime.stage(run, "select-pool", pool)
         if not staged.rows:
@@ -106,6 +119,7 @@ def select_items(
             name,
             keep,
             keep_tokens,
+            drop_label_issues,
             policy,
             seed,
             run.run_id,
@@ -120,6 +134,8 @@ def select_items(
             run.record(StageCounts("select", name, total, n, total - n, 0))
             run.message = f"{n} of {total} kept as {name!r} ({policy}"
             run.message += f" = {picked.policy})" if policy == "auto" else ")"
+            if picked.dropped:
+                run.message += f", {picked.dropped} likely mislabelled left out first"
             if picked.tokens is not None:
                 run.message += f", {picked.tokens} tokens of --keep-tokens {keep_tokens}"
     ran = f"auto = {picked.policy}" if policy == "auto" else policy
@@ -127,9 +143,11 @@ def select_items(
         run_id = queries.latest_selection_run(store, name)
         assert run_id is not None
         return SelectReport(
-            run_id, name, ran, staged.rows, picked.selected, new=False, tokens=picked.tokens
+            run_id, name, ran, staged.rows, picked.selected, False, picked.tokens, picked.dropped
         )
-    return SelectReport(run.run_id, name, ran, staged.rows, picked.selected, tokens=picked.tokens)
+    return SelectReport(
+        run.run_id, name, ran, staged.rows, picked.selected, True, picked.tokens, picked.dropped
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,7 @@ class _Picked:
     policy: str  # the policy that ran (what auto chose)
     changed: bool  # False: the same items as the selection's latest version
     tokens: int | None = None  # their tokens, when sized in tokens
+    dropped: int = 0  # candidates left out as likely mislabelled
 
 
 def _select_step(
@@ -146,12 +165,18 @@ def _select_step(
     name: str,
     keep: float,
     keep_tokens: int | None,
+    drop_label_issues: float,
     policy: str,
     seed: int,
     run_id: int,
     out_path: str,
 ) -> _Picked:
     table = pa.concat_tables([pq.read_table(p) for p in pool])
+    n_candidates, dropped = table.num_rows, 0
+    if drop_label_issues:
+        issue = table.column("label_issue").to_numpy(zero_copy_only=False).astype(np.float64)
+        stays = drop_worst(issue, drop_label_issues)  # null (unlabelled) reads as NaN
+        table, dropped = table.filter(pa.array(stays)), int((~stays).sum())
     ids = table.column("item_id").to_numpy()
     scores = _column(table, "score", "prototype_distance", "thresher score")
     groups = _column(table, "grp", "cluster", "thresher score")
@@ -171,7 +196,7 @@ def _select_step(
 
     total = None
     if keep_tokens is None:
-        budget = round(keep * len(ids))
+        budget = min(round(keep * n_candidates), len(ids))
         picked = choose(budget)
     else:
         tokens = _column(table, "tokens", "token count", "thresher tokens")
@@ -191,9 +216,9 @@ def _select_step(
     if last:
         before = pa.concat_tables([pq.read_table(p) for p in last]).column("item_id").to_numpy()
         if np.array_equal(before, chosen):
-            return _Picked(len(chosen), ran, changed=False, tokens=total)
+            return _Picked(len(chosen), ran, False, total, dropped)
     write_rows(out_path, "selections", run_id, selection=name, item_id=chosen, weight=1.0)
-    return _Picked(len(chosen), ran, changed=True, tokens=total)
+    return _Picked(len(chosen), ran, True, total, dropped)
 
 
 def _column(table: pa.Table, column: str, what: str, fix: str) -> np.ndarray | None:

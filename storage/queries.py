@@ -212,12 +212,14 @@ def selection_pool(
     model: str | None,
     keep_contaminated: bool = False,
     tokens: bool = False,
+    label_issue: bool = False,
 ) -> Query:
     """Candidates of a selection, in item_id order: kept items matching `where` (a
     condition on the items' columns, checked read-only before), with their latest
     `prototype_distance` as `score`, their `group` (latest cluster, or label as text:
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
-    `model` their vector, with `tokens` their token count; NULL where a value is missing.
+    `model` their vector, with `tokens` their token count, with `label_issue` that
+    score; NULL where a value is missing.
     Items in `contamination` are left out unless `keep_contaminated`."""
     cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
     clean = "ANTI JOIN (SELECT item_id FROM contamination) t USING (item_id) "
@@ -250,6 +252,12 @@ def selection_pool(
             "LEFT JOIN (SELECT item_id, vector FROM embeddings WHERE model = $m) e USING (item_id)"
         )
         params["m"] = model
+    if label_issue:
+        cols.append("li.value AS label_issue")
+        joins.append(
+            "LEFT JOIN (SELECT item_id, arg_max(value, run_id) AS value FROM scores "
+            "WHERE metric = 'label_issue' GROUP BY item_id) li USING (item_id)"
+        )
     if tokens:
         cols.append("t.tokens")
         joins.append(
@@ -296,6 +304,23 @@ def latest_selection_run(store: Store, name: str) -> int | None:
         "SELECT max(run_id) FROM selections WHERE selection = $n", {"n": name}
     ).column(0)
     return rows[0].as_py()
+
+
+def has_scores(store: Store, metric: str) -> bool:
+    """Whether any item has a `metric` score."""
+    rows = store.query("SELECT count(*) FROM scores WHERE metric = $m LIMIT 1", {"m": metric})
+    return bool(rows.column(0)[0].as_py())
+
+
+def worst_label_issues(store: Store, n: int) -> np.ndarray:
+    """Ids of the `n` kept items with the largest latest `label_issue` (ties by item_id)."""
+    rows = store.query(
+        "SELECT item_id FROM (SELECT item_id, arg_max(value, run_id) AS v FROM scores "
+        f"WHERE metric = 'label_issue' GROUP BY item_id) ANTI JOIN {EXCLUDED} x "
+        "USING (item_id) ORDER BY v DESC, item_id LIMIT $n",
+        {"n": n},
+    )
+    return rows.column(0).to_numpy()
 
 
 def has_labels(store: Store) -> bool:

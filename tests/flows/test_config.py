@@ -74,6 +74,18 @@ def test_publish_uri_keeps_uris_and_resolves_folders(tmp_path: Path, given, reso
         ),
         ('store = "s"\n[ingest\n', "not valid TOML"),
         (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[score]\nmetrics = ["vibes"]\n',
+            r"\[score\] metrics: 'vibes' is not allowed; allowed: prototype, density",
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[score]\nmetrics = ["quality"]\n',
+            r'\[score\] metrics "quality" and reference = "FILE" go together',
+        ),
+        (
+            'store = "s"\n[ingest]\nsources = ["a"]\n[select]\ndrop_label_issues = 0.1\n',
+            r'\[select\] drop_label_issues needs "label_issue" in \[score\] metrics',
+        ),
+        (
             'store = "s"\n[ingest]\nsources = ["a"]\n[select]\nkeep_tokens = 0\n',
             r"\[select\] keep_tokens: 0 is out of range; allowed: >= 1",
         ),

@@ -40,6 +40,7 @@ max_seq_length = 32
 semantic = 0.97
 [score]
 clusters = 6
+metrics = ["prototype", "density", "uncertainty", "label_issue"]
 [tokens]
 enabled = true
 [pii]
@@ -47,6 +48,7 @@ enabled = true
 [select]
 name = "train"
 keep = 0.4
+drop_label_issues = 0.02
 publish_uri = "{store}-out"
 [flow]
 retries = 0
@@ -165,6 +167,22 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     kept = len(state["items"]) - len(state["filtered"]) - len(state["duplicates"])
     assert len(state["scored"]) == kept
     assert stages["tokens"]["rows_in"] == stages["pii"]["rows_in"] == kept
+    # label issues scored for every kept item; select left the worst 2% out first
+    issues = (
+        store.query(
+            "SELECT count(*) FROM scores WHERE metric = 'label_issue' AND run_id < $r",
+            {"r": reference["first_run"]},
+        )
+        .column(0)[0]
+        .as_py()
+    )
+    assert issues == kept
+    assert (
+        "likely mislabelled left out first"
+        in store.query("SELECT message FROM runs WHERE flow = 'select' ORDER BY run_id LIMIT 1")
+        .column(0)[0]
+        .as_py()
+    )
     assert len(state["selection"]) == round(0.4 * kept)
     assert not set(state["selection"]) & set(state["duplicates"])
     assert "publish" in reference["first"].stdout
@@ -178,9 +196,10 @@ def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) ->
     assert stages["filter"]["rows_in"] == 200
     assert stages["embed"]["rows_in"] <= 200
     assert stages["dedup"]["rows_in"] <= 200
-    assert stages["score"]["rows_in"] <= 200
+    # label issues are global: every labelled kept item is scored again, the rest only new
+    assert stages["score"]["rows_in"] > 1000
     # tokens and PII: only the new file's kept items, each once
-    assert stages["tokens"]["rows_in"] == stages["pii"]["rows_in"] == stages["score"]["rows_in"]
+    assert 0 < stages["tokens"]["rows_in"] == stages["pii"]["rows_in"] <= 200
     assert (
         store.query("SELECT count(*) = count(DISTINCT item_id) FROM pii_checked")
         .column(0)[0]
