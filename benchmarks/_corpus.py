@@ -46,3 +46,30 @@ def embedded_summaries(n: int, cache: Path, int8: bool = False) -> tuple[list[st
 
 if __name__ == "__main__":
     embedded_summaries(int(sys.argv[1]), Path(sys.argv[2]))
+
+
+def labelled_sample(
+    n: int, cache: Path, seed: int = 0, embed: bool = True
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A seeded random sample of `n` labelled summaries across all 29 families (the
+    labelled rows are in family blocks, so a prefix would hold a few): (texts, family
+    names, MiniLM vectors, cached as .npy under `cache`; empty unless `embed`)."""
+    from thresher.scoring.embedders import EmbedderConfig, TextEmbedder
+
+    t = pq.read_table(SUMMARIES, columns=["summary", "family"])
+    t = t.filter(pc.and_(pc.is_valid(t.column("family")), pc.is_valid(t.column("summary"))))
+    pick = np.sort(np.random.default_rng(seed).choice(t.num_rows, min(n, t.num_rows), False))
+    t = t.take(pick)
+    texts, families = t.column(0).to_pylist(), np.asarray(t.column(1).to_pylist())
+    path = cache / f"labelled-sample-{n}-{seed}.npy"
+    if not embed:
+        return texts, families, np.zeros((0, 0), np.float32)
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        vectors = TextEmbedder(EmbedderConfig(batch_size=128)).encode(texts)
+        print(
+            f"embedded {n} labelled summaries in {time.perf_counter() - t0:.0f} s", file=sys.stderr
+        )
+        np.save(path, vectors)
+    return texts, families, np.load(path)

@@ -114,10 +114,8 @@ def _candidates(text: str) -> list[Span]:
         if (end := _iban_end(text, m.start(), m.end())) is not None:
             out.append(Span("iban", m.start(), end))
     for m in _CARD.finditer(text):
-        raw = m.group()
-        digits = re.sub(r"[ -]", "", raw)
-        if len({c for c in raw if c in " -"}) <= 1 and _card_ok(digits):
-            out.append(Span("credit_card", m.start(), m.end()))
+        if (span := _card_span(m.group())) is not None:
+            out.append(Span("credit_card", m.start() + span[0], m.start() + span[1]))
     out += [Span("ssn", m.start(), m.end()) for m in _SSN.finditer(text)]
     for m in _IPV4.finditer(text):
         if not _VERSION.search(text[max(0, m.start() - 12) : m.start()]):
@@ -128,6 +126,21 @@ def _candidates(text: str) -> list[Span]:
             out.append(Span("phone", m.start(), m.end()))
     out += [Span("phone", m.start(), m.end()) for m in _PHONE_NANP.finditer(text)]
     return out
+
+
+def _card_span(raw: str) -> tuple[int, int] | None:
+    """Offsets in `raw` (a run of digits, spaces and hyphens) of a card number: the whole
+    run, else the longest run left after dropping whole groups from its ends (a number
+    written next to another, "Microsoft 365 4239 7876 2742 0547", runs into it)."""
+    if len({c for c in raw if c in " -"}) > 1:
+        return None
+    cuts = [0] + [i + 1 for i, c in enumerate(raw) if c in " -"]  # group starts
+    ends = [i for i, c in enumerate(raw) if c in " -"] + [len(raw)]  # group ends
+    options = [(a, b) for a in cuts[:3] for b in ends[-3:] if a < b]
+    for a, b in sorted(options, key=lambda o: o[0] - o[1]):  # longest first
+        if _card_ok(re.sub(r"[ -]", "", raw[a:b])):
+            return a, b
+    return None
 
 
 def _card_ok(digits: str) -> bool:

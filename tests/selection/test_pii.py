@@ -28,6 +28,9 @@ def kinds(text: str) -> list[tuple[str, str]]:
         ("host 2001:db8::8a2e:370:7334 up", "ip", "2001:db8::8a2e:370:7334"),
         ("loopback ::1 and", "ip", "::1"),
         ("card 4111 1111 1111 1111 exp", "credit_card", "4111 1111 1111 1111"),
+        # a number run into the card's digits by a space is not part of it
+        ("Microsoft 365 4239787627420547 Copilot", "credit_card", "4239787627420547"),
+        ("ACME v2 4086 1438 4118 6858 Protocol", "credit_card", "4086 1438 4118 6858"),
         ("amex 3782-822463-10005", "credit_card", "3782-822463-10005"),
         ("mc 5555555555554444.", "credit_card", "5555555555554444"),
         ("pay DE89 3704 0044 0532 0130 00 THANKS", "iban", "DE89 3704 0044 0532 0130 00"),
