@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _corpus import SUMMARIES
+from _corpus import SUMMARIES, labelled_sample
 
 from thresher.scoring.prototypes import prototype_scores, spherical_kmeans
 from thresher.selection.pruning import auto_policy, select
@@ -239,6 +239,47 @@ def regime_table(name: str, rows: list[dict]) -> list[str]:
     return out
 
 
+def family_halves(cache: Path, n: int = 20_000) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The labelled summaries (a seeded sample of `n` across the 29 families) split by
+    family, with a fixed seed, into a half to tune on and a held-out half."""
+    _, families, x = labelled_sample(n, cache)
+    names = np.unique(families)
+    tune = set(np.random.default_rng(0).permutation(names)[: len(names) // 2 + 1].tolist())
+    out = []
+    for title, inside in (("tuning half", True), ("held-out half", False)):
+        mask = np.array([(f in tune) == inside for f in families])
+        classes, y = np.unique(families[mask], return_inverse=True)
+        out.append(
+            (f"PyPI summaries, {title}: {len(classes)} families, {mask.sum():,} items", x[mask], y)
+        )
+    return out
+
+
+def variants(seeds: int, cache: Path, save: Path | None) -> None:
+    """Every variant against random on digits and both family halves; with `save`, the
+    points over random as JSON (what `select --report` quotes)."""
+    import datetime as dt
+    import json
+
+    from _variants import evaluate
+    from _variants import table as variant_table
+
+    x, y = digits()
+    datasets = [("digits (1,797 images, 10 classes)", x, y), *family_halves(cache)]
+    measured: dict = {"date": dt.date.today().isoformat(), "seeds": seeds, "datasets": {}}
+    for title, x, y in datasets:
+        results = evaluate(x, y, seeds, accuracy)
+        print("\n".join(variant_table(f"{title}; points over random, {seeds} seeds", results)))
+        print(flush=True)
+        cells: dict = {}
+        for (name, keep), accs in results.items():
+            diff = 100 * (np.array(accs) - np.array(results[("random", keep)]))
+            cells.setdefault(name, {})[str(keep)] = [round(diff.mean(), 2), round(diff.std(), 2)]
+        measured["datasets"][title] = {"pool": int(0.7 * len(x)), "points": cells}
+    if save:
+        save.write_text(json.dumps(measured, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -248,7 +289,16 @@ def main() -> None:
     parser.add_argument(
         "--regime", action="store_true", help="only the data-regime sweep (pool size x keep)"
     )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="only the selection variants against random (tuning and held-out families)",
+    )
+    parser.add_argument("--save", type=Path, help="with --variants: the points as JSON here")
     args = parser.parse_args()
+    if args.variants:
+        variants(args.seeds, args.cache, args.save)
+        return
     if args.regime:
         x, y = digits()
         print("\n".join(regime_table("digits, 10 classes", regime(x, y, args.seeds))), flush=True)

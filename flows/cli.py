@@ -499,7 +499,8 @@ def score(
     type=click.Choice(cfgmod.choices(SelectSection, "balance")),
     default=cfgmod.default(SelectSection, "balance"),
     show_default=True,
-    help="Split the budget over clusters or labels.",
+    help="Split the budget over clusters or labels (auto: labels when the items have "
+    "them, else clusters; measured, README Selection variants).",
 )
 @click.option(
     "--where",
@@ -520,6 +521,11 @@ def score(
     help="First leave out the fraction F of labelled items most likely mislabelled "
     "(`thresher score --metrics label_issue`).",
 )
+@click.option(
+    "--report",
+    is_flag=True,
+    help="Also print what this policy measured against random in benchmarks of this keep.",
+)
 def select_cmd(
     store: str,
     name: str,
@@ -532,6 +538,7 @@ def select_cmd(
     model: str | None,
     keep_contaminated: bool,
     drop_label_issues: float,
+    report: bool,
 ) -> None:
     """Keep FRACTION (or N tokens) of STORE's non-duplicate items as selection NAME (table
     selections)."""
@@ -559,6 +566,12 @@ def select_cmd(
     if r.tokens is not None:
         row["tokens"] = r.tokens
     click.echo(summary_table([{**row, "run": r.run_id}]), nl=False)
+    if report:
+        from thresher.selection.measured import expected_effect
+
+        ran = r.policy.removeprefix("auto = ")
+        for line in expected_effect(ran, r.balance, r.selected / r.candidates, drop_label_issues):
+            click.echo(f"measured: {line}")
 
 
 @cli.command("export")

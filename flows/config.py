@@ -99,7 +99,7 @@ class SelectSection:
     name: str = "train"
     keep: float = _bounds(0.0001, 1, 0.5)
     policy: PolicyChoice = "auto"
-    balance: Balance = "cluster"
+    balance: Balance = "auto"
     where: str | None = None
     seed: int = _bounds(0, SEED_MAX, 0)
     publish_uri: str | None = None  # each published version is also copied here

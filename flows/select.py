@@ -18,7 +18,7 @@ from thresher.flows import runtime
 from thresher.scoring.matryoshka import normalize
 from thresher.selection.budget import fit_tokens
 from thresher.selection.cleaning import drop_worst
-from thresher.selection.pruning import BALANCE, auto_policy, select
+from thresher.selection.pruning import BALANCE, auto_balance, auto_policy, select
 from thresher.storage import queries, text_queries, uri
 from thresher.storage import redact as redaction
 from thresher.storage import vectors as vstore
@@ -39,6 +39,7 @@ class SelectReport:
     new: bool = True  # False: the latest version already held exactly these items
     tokens: int | None = None  # the selection's tokens, when sized by --keep-tokens
     dropped: int = 0  # candidates left out as likely mislabelled (--drop-label-issues)
+    balance: str = "none"  # how the budget was split (auto resolved)
 
 
 def write_selection(run: Run, name: str, item_ids: np.ndarray, weights: np.ndarray) -> None:
@@ -53,7 +54,7 @@ def select_items(
     keep: float,
     *,
     policy: str = "auto",
-    balance: str = "cluster",
+    balance: str = "auto",
     where: str | None = None,
     seed: int = 0,
     model: str | None = None,
@@ -84,6 +85,8 @@ def select_items(
             "--drop-label-issues needs label issue scores: run thresher score STORE "
             "--metrics label_issue (with a label column)"
         )
+    if balance == "auto":
+        balance = auto_balance(policy, keep, keep_tokens is not None, queries.has_labels(store))
     if balance == "label" and not queries.has_labels(store):
         raise ThresherError("--balance label needs one label column (ingest with --label-column)")
     pool = queries.selection_pool(
@@ -133,7 +136,8 @@ def select_items(
             run.adopt("selections", out)
             run.record(StageCounts("select", name, total, n, total - n, 0))
             run.message = f"{n} of {total} kept as {name!r} ({policy}"
-            run.message += f" = {picked.policy})" if policy == "auto" else ")"
+            run.message += f" = {picked.policy}" if policy == "auto" else ""
+            run.message += ")" if balance == "none" else f", {balance}-balanced)"
             if picked.dropped:
                 run.message += f", {picked.dropped} likely mislabelled left out first"
             if picked.tokens is not None:
@@ -143,10 +147,26 @@ def select_items(
         run_id = queries.latest_selection_run(store, name)
         assert run_id is not None
         return SelectReport(
-            run_id, name, ran, staged.rows, picked.selected, False, picked.tokens, picked.dropped
+            run_id,
+            name,
+            ran,
+            staged.rows,
+            picked.selected,
+            False,
+            picked.tokens,
+            picked.dropped,
+            balance,
         )
     return SelectReport(
-        run.run_id, name, ran, staged.rows, picked.selected, True, picked.tokens, picked.dropped
+        run.run_id,
+        name,
+        ran,
+        staged.rows,
+        picked.selected,
+        True,
+        picked.tokens,
+        picked.dropped,
+        balance,
     )
 
 

@@ -196,3 +196,29 @@ def test_an_empty_selection_is_refused_and_export_names_the_version(store, tmp_p
         f"15 rows of selection 's' version {first.run_id} written to {tmp_path / 'out'}"
     )
     assert ds.dataset(tmp_path / "out").to_table().num_rows == first.selected == 15
+
+
+def test_balance_auto_stratifies_by_label_for_random_and_by_cluster_for_hard(scored) -> None:
+    import json
+
+    low = select_items(scored, "low", 0.25)
+    high = select_items(scored, "high", 0.8)
+    assert (low.balance, high.balance) == ("label", "cluster")
+    assert (low.policy, high.policy) == ("auto = random", "auto = hard")
+    config = json.loads(
+        scored.query("SELECT config FROM runs WHERE run_id = $r", {"r": low.run_id})
+        .column(0)[0]
+        .as_py()
+    )
+    assert config["balance"] == "label"  # the run records the balance that ran
+    labels = scored.query(
+        "SELECT i.label, count(*) AS n FROM selections s JOIN items i USING (item_id) "
+        "WHERE s.selection = 'low' GROUP BY 1 ORDER BY 1"
+    ).column("n")
+    pool = scored.query(
+        "SELECT i.label, count(*) AS n FROM items i ANTI JOIN duplicates USING (item_id) "
+        "GROUP BY 1 ORDER BY 1"
+    ).column("n")
+    # proportional quotas per label: each within one item of 25% of its pool share
+    got, share = labels.to_pylist(), pool.to_pylist()
+    assert all(abs(a - 0.25 * b) <= 1 for a, b in zip(got, share, strict=True))

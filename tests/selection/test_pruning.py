@@ -87,3 +87,14 @@ def test_auto_follows_the_measured_data_regimes() -> None:
             select(1000, budget, "auto", scores=scores, groups=groups, seed=1),
             select(1000, budget, resolved, scores=scores, groups=groups, seed=1),
         )
+
+
+def test_auto_balance_stratifies_random_picks_by_label_and_hard_ones_by_cluster() -> None:
+    from thresher.selection.pruning import auto_balance
+
+    assert auto_balance("auto", 0.3, False, labelled=True) == "label"
+    assert auto_balance("auto", 0.7, False, labelled=True) == "cluster"  # hard runs there
+    assert auto_balance("auto", 0.9, True, labelled=True) == "label"  # a token budget
+    assert auto_balance("random", 0.9, False, labelled=True) == "label"
+    assert auto_balance("hard", 0.3, False, labelled=True) == "cluster"
+    assert auto_balance("auto", 0.3, False, labelled=False) == "cluster"
