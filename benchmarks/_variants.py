@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from thresher.scoring.confident import label_issue, out_of_fold_proba
+from thresher.scoring.confident import fit_out_of_fold, label_issue
 from thresher.scoring.prototypes import prototype_scores, spherical_kmeans
 from thresher.selection.cleaning import drop_worst
 from thresher.selection.pruning import auto_balance, select
@@ -37,7 +37,7 @@ class Signals:
     def __init__(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
         self.x, self.y, self.seed = x, y, seed
         classes = int(y.max()) + 1
-        self.issue = label_issue(out_of_fold_proba(x, y, classes, seed=seed), y)
+        self.issue = label_issue(fit_out_of_fold(x, y, classes, seed=seed)[0], y)
         self.density = knn_distance(x)
         cluster, distance, _ = prototype_scores(x, spherical_kmeans(x, classes, seed=seed))
         self.cluster, self.distance = cluster, distance

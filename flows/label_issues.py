@@ -58,11 +58,7 @@ def score_label_issues(run: Run, model: str, seed: int, on_progress: Progress = 
 def _fit_step(pool: list[str], seed: int, run_id: int, out_path: str) -> LabelIssueStage:
     """Fit the fold probes on a sample of the pool, write its out-of-fold scores to
     `out_path`, and hand back the stage that scores the rest."""
-    table = runtime.sample_rows(pool, PROBE_ROWS, seed)
-    names = table.column("label").to_pylist()
-    classes = sorted(set(names))
-    code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[v] for v in names])
+    table, y, classes = runtime.labelled_sample(pool, PROBE_ROWS, seed)
     x = normalize(arrow_to_vectors(table.column("vector")))
     probs, probes = fit_out_of_fold(x, y, len(classes), seed=seed)
     thresholds = class_thresholds(probs, y)

@@ -86,3 +86,15 @@ def sample_rows(paths: list[str], limit: int, seed: int, column: str = "label") 
                 out.append(f.read_row_group(g).take(pa.array(keep[lo:hi] - start)))
             start += rows
     return pa.concat_tables(out)
+
+
+def labelled_sample(
+    paths: list[str], limit: int, seed: int
+) -> tuple[pa.Table, np.ndarray, list[str]]:
+    """`sample_rows` of the labelled rows, with each row's class number (n,) and the
+    classes (sorted label texts) the numbers index."""
+    table = sample_rows(paths, limit, seed)
+    names = table.column("label").to_pylist()
+    classes = sorted(set(names))
+    code = {c: i for i, c in enumerate(classes)}
+    return table, np.array([code[v] for v in names], np.int64), classes

@@ -221,11 +221,7 @@ def _train_probe_step(pool: list[str], seed: int) -> ProbeStage:
     """A linear probe over the labelled rows' vectors (at least 2 classes): all of them up
     to PROBE_ROWS, else a seeded sample of PROBE_ROWS (a linear probe on 384 dimensions
     gains nothing from millions of rows, and its full-batch training holds them all)."""
-    table = runtime.sample_rows(pool, PROBE_ROWS, seed)
-    names = table.column("label").to_pylist()
-    classes = sorted(set(names))
-    code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[v] for v in names])
+    table, y, classes = runtime.labelled_sample(pool, PROBE_ROWS, seed)
     x = normalize(arrow_to_vectors(table.column("vector")))
     return ProbeStage.from_probe(train_probe(x, y, len(classes), seed=seed))
 

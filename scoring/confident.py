@@ -2,7 +2,7 @@
 
 A linear probe is trained on k - 1 folds of the labelled items and predicts
 the held-out fold, so every item gets class probabilities from a probe that
-never saw it (`out_of_fold_proba`, (n, classes)). From those:
+never saw it (`fit_out_of_fold`, (n, classes)). From those:
 
 - `self_confidence` is p(given label) per item, cleanlab's default label
   quality score; `label_issue` = 1 - self-confidence, so larger is worse.
@@ -85,19 +85,6 @@ def fit_out_of_fold(
         weights.append(probe.weight.detach().numpy())
         biases.append(probe.bias.detach().numpy())
     return probs, FoldProbes(np.stack(weights), np.stack(biases))
-
-
-def out_of_fold_proba(
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    classes: int,
-    *,
-    folds: int = FOLDS,
-    seed: int = 0,
-    epochs: int = 200,
-) -> np.ndarray:
-    """(n, classes) probabilities of each row from a probe trained on the other folds."""
-    return fit_out_of_fold(vectors, labels, classes, folds=folds, seed=seed, epochs=epochs)[0]
 
 
 def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -5,9 +5,9 @@ import pytest
 
 from thresher.scoring.confident import (
     confident_issues,
+    fit_out_of_fold,
     fold_of,
     label_issue,
-    out_of_fold_proba,
     self_confidence,
 )
 from thresher.storage.errors import ThresherError
@@ -35,7 +35,7 @@ def test_flipped_labels_rank_first():
     flipped = rng.choice(len(y), 30, replace=False)
     noisy = y.copy()
     noisy[flipped] = (y[flipped] + 1) % 3
-    probs = out_of_fold_proba(x, noisy, 3, seed=0)
+    probs, _ = fit_out_of_fold(x, noisy, 3, seed=0)
     assert probs.shape == (600, 3)
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     worst = np.argsort(-label_issue(probs, noisy))[:30]
@@ -55,4 +55,4 @@ def test_self_confidence_is_probability_of_given_label():
 def test_too_few_labelled_items_is_a_user_error():
     x, y = blobs(n=4)
     with pytest.raises(ThresherError, match="at least 5 labelled"):
-        out_of_fold_proba(x, y, 3)
+        fit_out_of_fold(x, y, 3)
