@@ -262,7 +262,7 @@ def test_bad_config_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"thresher: error: {cfg}: [select] balance: 'topic' is not allowed; "
-        "allowed: cluster, label, none"
+        "allowed: auto, cluster, label, none"
     ]
     assert not (tmp_path / "s").exists()
 
