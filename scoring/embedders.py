@@ -15,9 +15,13 @@ Vectors come out L2-normalized float32, shape (n, dim).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +97,34 @@ def model_path(model: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _hub_packages_first() -> Iterator[None]:
+    """Import Hugging Face packages with thresher's source root off `sys.path`.
+
+    thresher's source folder `kernels/` (installed as `thresher.kernels`) has the
+    name of the PyPI package `kernels`, which transformers >= 5 imports. Ray puts
+    the driver's working directory on every worker's path, so a command started
+    from a checkout's root made transformers import thresher's folder and fail
+    (`cannot import name 'CUDAProperties' from 'kernels'`). Once the real package
+    is imported it stays in `sys.modules` (transformers imports it lazily, so it is
+    imported here); the path is restored as it was."""
+    root = os.path.realpath(os.path.join(os.path.dirname(__file__), os.pardir))
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if os.path.realpath(p or os.curdir) != root]
+    stale = sys.modules.get("kernels")
+    if stale is not None and os.path.realpath(getattr(stale, "__file__", "") or "").startswith(
+        root + os.sep
+    ):
+        del sys.modules["kernels"]
+    try:
+        # transformers imports it lazily, later: import it now, while the path is right
+        with contextlib.suppress(ImportError):
+            importlib.import_module("kernels")
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 class TextEmbedder:
     """A sentence-transformers model loaded offline; `encode` returns normalized float32."""
 
@@ -101,11 +133,11 @@ class TextEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from transformers.utils import logging as transformers_logging
-
+        with _hub_packages_first():
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
         transformers_logging.disable_progress_bar()
         import torch
-        from sentence_transformers import SentenceTransformer
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model: Any = SentenceTransformer(str(model_path(config.model)), device=device)
