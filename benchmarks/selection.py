@@ -121,58 +121,6 @@ def table(name: str, results: dict) -> list[str]:
     return rows
 
 
-def curves(x: np.ndarray, y: np.ndarray, budget: int, rounds: int, seeds: int) -> list[str]:
-    """Learning curves: test accuracy of the proxy against labels used, per strategy."""
-    from thresher.scoring.uncertainty import predict_proba
-    from thresher.selection.iwes import STRATEGIES, active_learn
-
-    classes = len(np.unique(y))
-    acc: dict[str, list[list[tuple[int, float]]]] = {s: [] for s in STRATEGIES}
-    for seed in range(seeds):
-        perm = np.random.default_rng(seed).permutation(len(x))
-        cut = int(0.7 * len(x))
-        pool, test = perm[:cut], perm[cut:]
-
-        def evaluate(model, test=test) -> float:  # type: ignore[no-untyped-def]
-            return float((predict_proba(model, x[test]).argmax(axis=1) == y[test]).mean())
-
-        for strategy in STRATEGIES:
-            res = active_learn(
-                x[pool],
-                lambda p, pool=pool: y[pool][p],
-                classes,
-                budget,
-                rounds,
-                strategy,
-                seed,
-                evaluate,
-            )
-            acc[strategy].append(res.curve)
-    steps = [n for n, _ in acc["random"][0]]
-    rows = [
-        "| strategy | " + " | ".join(f"{n} labels" for n in steps) + " |",
-        "|---" * (len(steps) + 1) + "|",
-    ]
-    for strategy, runs in acc.items():
-        means = np.array([[a for _, a in c] for c in runs]).mean(axis=0)
-        stds = np.array([[a for _, a in c] for c in runs]).std(axis=0)
-        rows.append(
-            f"| {strategy} | "
-            + " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in zip(means, stds, strict=True))
-            + " |"
-        )
-    final_random = np.mean([c[-1][1] for c in acc["random"]])
-    for strategy in ("iwes", "iwes-dis"):
-        means = np.array([[a for _, a in c] for c in acc[strategy]]).mean(axis=0)
-        reach = next((n for n, m in zip(steps, means, strict=True) if m >= final_random), None)
-        share = f"{reach / steps[-1]:.0%} of random's labels" if reach else "never, in budget"
-        rows.append(
-            f"\n{strategy} reaches random's final accuracy ({final_random:.3f}) at "
-            f"{reach or '-'} labels: {share} (target <= 70%)"
-        )
-    return rows
-
-
 POOL_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
 
@@ -280,12 +228,37 @@ def variants(seeds: int, cache: Path, save: Path | None) -> None:
         save.write_text(json.dumps(measured, indent=1) + "\n")
 
 
+def learning(seeds: int, cache: Path, variants_grid: bool) -> None:
+    """Learning curves of every `learn` strategy (or, with `variants_grid`, of the IWeS
+    variants tried) on digits and both family halves."""
+    import _active
+
+    x, y = digits()
+    datasets = [("digits (1,797 images, 10 classes), budget 300", x, y, 300)]
+    datasets += [(f"{title}, budget 600", x, y, 600) for title, x, y in family_halves(cache)]
+    for title, x, y, budget in datasets:
+        if variants_grid:
+            runs, solvers = _active.variant_runs()
+            acc = _active.curves(x, y, budget, seeds, runs, solvers)
+            rows = _active.points_table(title, acc, [n for n in runs if n != "random"])
+        else:
+            acc = _active.curves(x, y, budget, seeds, _active.strategy_runs())
+            rows = _active.accuracy_table(title, budget, acc)
+            rows += ["", *_active.points_table(title, acc, [n for n in acc if n != "random"])]
+        print("\n".join(rows) + "\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--summaries", type=int, default=10_000)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/thresher-bench-cache"))
     parser.add_argument("--learn-only", action="store_true", help="only the learning curves")
+    parser.add_argument(
+        "--learn-variants",
+        action="store_true",
+        help="only the IWeS variants tried, against random and margin",
+    )
     parser.add_argument(
         "--regime", action="store_true", help="only the data-regime sweep (pool size x keep)"
     )
@@ -306,13 +279,8 @@ def main() -> None:
         name = f"PyPI summaries, {len(np.unique(y))} families, MiniLM"
         print("\n" + "\n".join(regime_table(name, regime(x, y, args.seeds))))
         return
-    if args.learn_only:
-        x, y = digits()
-        print("active learning on digits, 5 rounds, budget 300, proxy = linear probe\n")
-        print("\n".join(curves(x, y, 300, 5, args.seeds)), flush=True)
-        x, y = labelled_summaries(args.summaries, args.cache)
-        print(f"\nactive learning on {len(x):,} PyPI summaries, 5 rounds, budget 600\n")
-        print("\n".join(curves(x, y, 600, 5, args.seeds)))
+    if args.learn_only or args.learn_variants:
+        learning(args.seeds, args.cache, variants_grid=args.learn_variants)
         return
     x, y = digits()
     print("\n".join(table("digits (1,797 images, 10 classes)", run(x, y, args.seeds))), flush=True)

@@ -20,8 +20,7 @@ import pyarrow as pa
 from thresher.flows.runtime import Progress
 from thresher.flows.score import kept_vectors
 from thresher.flows.select import write_selection
-from thresher.scoring.uncertainty import train_probe
-from thresher.selection.iwes import active_learn, pick_batch
+from thresher.selection.iwes import Labelled, active_learn, diversity_clusters, pick_batch
 from thresher.storage import queries
 from thresher.storage import vectors as vstore
 from thresher.storage.errors import ThresherError
@@ -135,20 +134,11 @@ def _one_round(
             np.ones(min(take, len(pool))),
         )
     else:
-        weights = np.asarray([chosen[ids[p]] for p in labelled], np.float32)
-        probe = train_probe(vectors[labelled], y, len(classes), weights=weights, seed=seed)
+        weights = [float(chosen[ids[p]]) for p in labelled]
+        done = Labelled(labelled, y.tolist(), weights, len(classes))
+        clusters = diversity_clusters(strategy, vectors, batch, seed)
         new, w = pick_batch(
-            strategy,
-            probe,
-            vectors,
-            pool,
-            np.asarray(labelled),
-            list(y),
-            len(classes),
-            list(weights),
-            take,
-            rng,
-            seed,
+            strategy, done.train(vectors, seed), vectors, pool, done, take, rng, seed, clusters
         )
     chosen.update(zip(ids[new].tolist(), np.asarray(w, float).tolist(), strict=True))
     with store.run(
