@@ -64,6 +64,7 @@ def run(env: dict[str, str], *args: object) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # about 60 s: CI runs it in its `pytest -m slow` pass
 def test_the_stage_by_stage_tour_on_a_partly_labelled_corpus(tmp_path: Path, env) -> None:
     records = make_records(500, seed=11)
     for r in records[::3]:
