@@ -108,6 +108,20 @@ def class_hard(s: Signals, budget: int) -> np.ndarray:
     return select(len(s.y), budget, "hard", scores=distance, groups=s.y, seed=s.seed)
 
 
+def hard_random_mix(share: float) -> Callable[[Signals, int], np.ndarray]:
+    """`share` of the budget hard (farthest from its prototype), the rest at random among
+    the others; both label-balanced."""
+
+    def pick(s: Signals, budget: int) -> np.ndarray:
+        n = len(s.y)
+        hard = select(n, round(share * budget), "hard", scores=s.distance, groups=s.y, seed=s.seed)
+        others = np.setdiff1d(np.arange(n), hard)
+        rest = select(len(others), budget - len(hard), "random", groups=s.y[others], seed=s.seed)
+        return np.sort(np.concatenate([hard, others[rest]]))
+
+    return pick
+
+
 def auto(balance: str) -> Callable[[Signals, int], np.ndarray]:
     """`auto` as `select` runs it (hard at keep >= 70%, else random here), balanced;
     balance "auto" as `select` resolves it (`pruning.auto_balance`)."""
@@ -144,12 +158,22 @@ VARIANTS: dict[str, Callable[[Signals, int], np.ndarray]] = {
     "drop 20% densest, random": dense_then_random(0.2),
     "drop 10% issues + 10% densest, random": clean_dense_random(0.1, 0.1),
     "class-conditional hard": class_hard,
+    "20% hard + 80% random, label-balanced": hard_random_mix(0.2),
+    "50% hard + 50% random, label-balanced": hard_random_mix(0.5),
 }
 
 
 def evaluate(
-    x: np.ndarray, y: np.ndarray, seeds: int, accuracy: Callable[..., float]
+    x: np.ndarray,
+    y: np.ndarray,
+    seeds: int,
+    accuracy: Callable[..., float],
+    only: list[str] | None = None,
 ) -> dict[tuple[str, float], list[float]]:
+    """{(variant, keep): per-seed accuracies}; `only`: these variants (and random)."""
+    chosen_variants = {
+        name: pick for name, pick in VARIANTS.items() if not only or name in {"random", *only}
+    }
     results: dict[tuple[str, float], list[float]] = {}
     for seed in range(seeds):
         perm = np.random.default_rng(seed).permutation(len(x))
@@ -158,7 +182,7 @@ def evaluate(
         signals = Signals(x[pool], y[pool], seed)
         for keep in KEEP:
             budget = round(keep * len(pool))
-            for name, pick in VARIANTS.items():
+            for name, pick in chosen_variants.items():
                 chosen = pick(signals, budget)
                 acc = accuracy(x[pool][chosen], y[pool][chosen], x[test], y[test])
                 results.setdefault((name, keep), []).append(acc)
@@ -173,7 +197,7 @@ def table(title: str, results: dict[tuple[str, float], list[float]]) -> list[str
         "| variant | " + " | ".join(f"keep {int(k * 100)}%" for k in KEEP) + " |",
         "|---" * (len(KEEP) + 1) + "|",
     ]
-    for name in VARIANTS:
+    for name in [v for v in VARIANTS if (v, KEEP[0]) in results]:
         cells = []
         for keep in KEEP:
             acc = np.array(results[(name, keep)])

@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _corpus import SUMMARIES, labelled_sample
+from _variants import VARIANTS
 
 from thresher.scoring.prototypes import prototype_scores, spherical_kmeans
 from thresher.selection.pruning import auto_policy, select
@@ -203,7 +204,7 @@ def family_halves(cache: Path, n: int = 20_000) -> list[tuple[str, np.ndarray, n
     return out
 
 
-def variants(seeds: int, cache: Path, save: Path | None) -> None:
+def variants(seeds: int, cache: Path, save: Path | None, only: list[str] | None = None) -> None:
     """Every variant against random on digits and both family halves; with `save`, the
     points over random as JSON (what `select --report` quotes)."""
     import datetime as dt
@@ -216,7 +217,7 @@ def variants(seeds: int, cache: Path, save: Path | None) -> None:
     datasets = [("digits (1,797 images, 10 classes)", x, y), *family_halves(cache)]
     measured: dict = {"date": dt.date.today().isoformat(), "seeds": seeds, "datasets": {}}
     for title, x, y in datasets:
-        results = evaluate(x, y, seeds, accuracy)
+        results = evaluate(x, y, seeds, accuracy, only)
         print("\n".join(variant_table(f"{title}; points over random, {seeds} seeds", results)))
         print(flush=True)
         cells: dict = {}
@@ -268,9 +269,19 @@ def main() -> None:
         help="only the selection variants against random (tuning and held-out families)",
     )
     parser.add_argument("--save", type=Path, help="with --variants: the points as JSON here")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help="with --variants: only this variant (and random); repeatable",
+    )
     args = parser.parse_args()
     if args.variants:
-        variants(args.seeds, args.cache, args.save)
+        if args.variant and args.save:
+            parser.error("--save writes every variant's points: leave out --variant")
+        unknown = sorted(set(args.variant or []) - set(VARIANTS))
+        if unknown:
+            parser.error(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+        variants(args.seeds, args.cache, args.save, args.variant)
         return
     if args.regime:
         x, y = digits()
