@@ -210,7 +210,6 @@ def test_version_and_usage_errors_are_one_line() -> None:
     assert thresher("nosuch", check=False).stderr == "thresher: error: No such command 'nosuch'.\n"
 
 
-@pytest.mark.slow  # about 90 s: CI runs it in its `pytest -m slow` pass
 def test_demo_runs_the_curate_flow_end_to_end(tmp_path) -> None:
     out = thresher("demo", cwd=tmp_path).stdout  # no --store: ./thresher-demo
     demo = tmp_path / "thresher-demo"

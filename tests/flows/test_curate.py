@@ -120,6 +120,7 @@ def reference(corpus: Path) -> dict:
     }
 
 
+@pytest.mark.slow  # the two reference flow runs take ~95 s; CI runs -m slow
 def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     store: Store = reference["store"]
     run = store.query(
@@ -188,6 +189,7 @@ def test_run_goes_through_every_stage_and_records_it(reference: dict) -> None:
     assert "publish" in reference["first"].stdout
 
 
+@pytest.mark.slow  # the two reference flow runs take ~95 s; CI runs -m slow
 def test_second_run_with_a_new_file_processes_only_that_file(reference: dict) -> None:
     store: Store = reference["store"]
     last = store.query("SELECT max(run_id) FROM runs").column(0)[0].as_py()
@@ -280,6 +282,7 @@ def test_only_user_errors_are_not_retried() -> None:
     assert not _transient(None, None, Failed(data=ConfigError("x.toml: [select] keep")))
 
 
+@pytest.mark.slow  # the two reference flow runs take ~95 s; CI runs -m slow
 def test_example_trains_with_ddp_on_the_published_selection(reference: dict) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "train.py"
     torchrun = Path(sys.executable).with_name("torchrun")
