@@ -108,6 +108,18 @@ def class_hard(s: Signals, budget: int) -> np.ndarray:
     return select(len(s.y), budget, "hard", scores=distance, groups=s.y, seed=s.seed)
 
 
+def ccs_strata(bins: int, tail: float) -> Callable[[Signals, int], np.ndarray]:
+    """CCS, label-balanced, with `bins` strata after dropping the hardest `tail`."""
+
+    def pick(s: Signals, budget: int) -> np.ndarray:
+        n = len(s.y)
+        return select(
+            n, budget, "ccs", scores=s.distance, groups=s.y, seed=s.seed, bins=bins, tail=tail
+        )
+
+    return pick
+
+
 def hard_random_mix(share: float) -> Callable[[Signals, int], np.ndarray]:
     """`share` of the budget hard (farthest from its prototype), the rest at random among
     the others; both label-balanced."""
@@ -158,6 +170,10 @@ VARIANTS: dict[str, Callable[[Signals, int], np.ndarray]] = {
     "drop 20% densest, random": dense_then_random(0.2),
     "drop 10% issues + 10% densest, random": clean_dense_random(0.1, 0.1),
     "class-conditional hard": class_hard,
+    "ccs, 10 strata, no tail, label-balanced": ccs_strata(10, 0.0),
+    "ccs, 10 strata, 10% tail, label-balanced": ccs_strata(10, 0.1),
+    "ccs, 50 strata, no tail, label-balanced": ccs_strata(50, 0.0),
+    "ccs, 50 strata, 20% tail, label-balanced": ccs_strata(50, 0.2),
     "20% hard + 80% random, label-balanced": hard_random_mix(0.2),
     "50% hard + 50% random, label-balanced": hard_random_mix(0.5),
 }

@@ -168,15 +168,18 @@ def select(
     vectors: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     seed: int = 0,
+    bins: int = 50,
+    tail: float = 0.1,
 ) -> np.ndarray:
-    """Positions of the `budget` of n candidates kept, balanced over `groups` when given."""
+    """Positions of the `budget` of n candidates kept, balanced over `groups` when given;
+    `bins` and `tail`: ccs's strata and dropped hardest fraction."""
     if policy not in POLICIES:
         raise ThresherError(f"policy {policy!r}: allowed {', '.join(POLICIES)}")
     if policy == "auto":
         policy = auto_policy(n, budget, groups)
     rng = np.random.default_rng(seed)
     if groups is None:
-        return select_one(n, budget, policy, rng, scores, vectors)
+        return select_one(n, budget, policy, rng, scores, vectors, bins, tail)
     labels, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(labels))]
     out = []
@@ -188,6 +191,8 @@ def select(
             rng,
             None if scores is None else scores[idx],
             None if vectors is None else vectors[idx],
+            bins,
+            tail,
         )
         out.append(idx[sub])
     result = np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
