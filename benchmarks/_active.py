@@ -24,7 +24,7 @@ ROUNDS = 5
 VARIANTS: dict[str, tuple[str, IwesDesign]] = {
     "first iwes (entropy, Poisson, floor 1/2, cap 20, Adam)": (
         "iwes",
-        IwesDesign("entropy", 1.0, 0.5, 20.0, diverse=False),
+        IwesDesign("entropy", 1.0, 0.5, 20.0, diverse=False, solver="adam"),
     ),
     "margin score, Poisson, floor 1/2, cap 20": (
         "iwes",
@@ -53,15 +53,11 @@ def curves(
     budget: int,
     seeds: int,
     runs: dict[str, tuple[str, IwesDesign | None]],
-    solvers: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """{run name: (seeds, rounds + 1) test accuracies}; `runs` maps a name to a strategy
-    and an optional design; `solvers` gives a run's probe solver ("adam" or "lbfgs")."""
-    import thresher.selection.iwes as iwes
-
+    and an optional design."""
     classes = int(y.max()) + 1
     out: dict[str, list[list[float]]] = {name: [] for name in runs}
-    default_solver = iwes.PROBE_SOLVER
     for seed in range(seeds):
         perm = np.random.default_rng(seed).permutation(len(x))
         cut = int(0.7 * len(x))
@@ -71,21 +67,17 @@ def curves(
             return float((predict_proba(model, x[test]).argmax(axis=1) == y[test]).mean())
 
         for name, (strategy, design) in runs.items():
-            iwes.PROBE_SOLVER = (solvers or {}).get(name, default_solver)  # type: ignore[assignment]
-            try:
-                res = active_learn(
-                    x[pool],
-                    lambda p, pool=pool: y[pool][p],
-                    classes,
-                    budget,
-                    ROUNDS,
-                    strategy,
-                    seed,
-                    evaluate,
-                    design,
-                )
-            finally:
-                iwes.PROBE_SOLVER = default_solver
+            res = active_learn(
+                x[pool],
+                lambda p, pool=pool: y[pool][p],
+                classes,
+                budget,
+                ROUNDS,
+                strategy,
+                seed,
+                evaluate,
+                design,
+            )
             out[name].append([a for _, a in res.curve])
     return {name: np.asarray(c) for name, c in out.items()}
 
@@ -136,7 +128,7 @@ def points_table(title: str, acc: dict[str, np.ndarray], names: list[str]) -> li
     return rows
 
 
-def variant_runs() -> tuple[dict[str, tuple[str, IwesDesign | None]], dict[str, str]]:
+def variant_runs() -> dict[str, tuple[str, IwesDesign | None]]:
     """The grid plus random and margin; the first variant trains with Adam, as it did."""
     runs: dict[str, tuple[str, IwesDesign | None]] = {
         "random": ("random", None),
@@ -144,5 +136,5 @@ def variant_runs() -> tuple[dict[str, tuple[str, IwesDesign | None]], dict[str, 
     }
     runs.update(VARIANTS)
     adam = "first iwes (entropy, Poisson, floor 1/2, cap 20, Adam)"
-    runs["first iwes + L-BFGS probe"] = ("iwes", replace(VARIANTS[adam][1]))
-    return runs, {adam: "adam"}
+    runs["first iwes + L-BFGS probe"] = ("iwes", replace(VARIANTS[adam][1], solver="lbfgs"))
+    return runs

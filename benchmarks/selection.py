@@ -239,8 +239,8 @@ def learning(seeds: int, cache: Path, variants_grid: bool) -> None:
     datasets += [(f"{title}, budget 600", x, y, 600) for title, x, y in family_halves(cache)]
     for title, x, y, budget in datasets:
         if variants_grid:
-            runs, solvers = _active.variant_runs()
-            acc = _active.curves(x, y, budget, seeds, runs, solvers)
+            runs = _active.variant_runs()
+            acc = _active.curves(x, y, budget, seeds, runs)
             rows = _active.points_table(title, acc, [n for n in runs if n != "random"])
         else:
             acc = _active.curves(x, y, budget, seeds, _active.strategy_runs())

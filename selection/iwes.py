@@ -23,7 +23,7 @@ budget is a hard limit: a draw over the batch keeps a uniform subset) and
 gets weight min(1/q, 5). Horvitz-Thompson: without the cap, sum(w f) over
 the drawn items is an unbiased estimate of sum(f) over the pool (tested);
 the cap trades a little bias for bounded variance. The proxy is trained to
-its optimum (L-BFGS, `PROBE_SOLVER`).
+its optimum (L-BFGS; `IwesDesign.solver`).
 
 `IwesDesign(diverse=True)` draws instead by systematic sampling along the
 pool ordered by k-means cluster (k about the batch size, random order within
@@ -58,7 +58,6 @@ from thresher.storage.errors import ThresherError
 Strategy = Literal["iwes", "iwes-entropy", "iwes-dis", "entropy", "margin", "random"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 Q_MIN = 0.05
-PROBE_SOLVER: Literal["adam", "lbfgs"] = "lbfgs"  # the proxy trained to its optimum
 FAISS_MIN_POINTS = 40  # per centroid: FAISS warns (to stderr) below 39
 
 
@@ -72,6 +71,7 @@ class IwesDesign:
     w_max: float = 5.0  # the weight cap
     diverse: bool = False  # True: systematic sampling by cluster; False: independent draws
     ensemble: int = 4  # probes in the bootstrap ensemble (score "disagreement")
+    solver: Literal["adam", "lbfgs"] = "lbfgs"  # the proxy, trained to its optimum
 
 
 DESIGNS = {
@@ -108,10 +108,11 @@ def systematic_sample(q: np.ndarray, order: np.ndarray, rng: np.random.Generator
     [0, 1), then the items whose stretch of the cumulative q holds u, u + 1, u + 2, ...
     Each item is drawn with probability exactly q (all q <= 1), at most once, and a run of
     `order` with total q = m gets floor(m) or ceil(m) of the draws."""
+    if not len(order):
+        return np.zeros(0, np.int64)
     cum = np.cumsum(q[order])
-    points = rng.random() + np.arange(int(np.ceil(cum[-1])) if len(cum) else 0)
-    points = points[points < cum[-1]] if len(cum) else points
-    return np.sort(order[np.searchsorted(cum, points, side="right")])
+    points = rng.random() + np.arange(int(np.ceil(cum[-1])))
+    return np.sort(order[np.searchsorted(cum, points[points < cum[-1]], side="right")])
 
 
 def diversity_clusters(
@@ -140,6 +141,7 @@ class Labelled:
     labels: list[int]
     weights: list[float]
     classes: int
+    solver: Literal["adam", "lbfgs"] = "lbfgs"
 
     def train(self, vectors: np.ndarray, seed: int, rows: np.ndarray | None = None) -> Any:
         """The probe on these items (or on `rows` of them, a resample), with their weights."""
@@ -150,7 +152,7 @@ class Labelled:
             self.classes,
             weights=np.asarray(self.weights, np.float32)[rows],
             seed=seed,
-            solver=PROBE_SOLVER,
+            solver=self.solver,
         )
 
 
@@ -183,7 +185,8 @@ def active_learn(
     rng = np.random.default_rng(seed)
     batch = max(1, budget // (rounds + 1))
     first = rng.choice(len(vectors), batch, replace=False)  # seed batch: uniform
-    done = Labelled(first.tolist(), oracle(first).tolist(), [1.0] * batch, classes)
+    solver = design.solver if design else IwesDesign().solver  # baselines: the same probe
+    done = Labelled(first.tolist(), oracle(first).tolist(), [1.0] * batch, classes, solver)
     clusters = diversity_clusters(strategy, vectors, batch, seed, design)
     result = ActiveResult(np.zeros(0, np.int64), np.zeros(0))
     for r in range(rounds + 1):  # train and evaluate after every batch, the last included
