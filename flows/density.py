@@ -68,10 +68,12 @@ def _knn_step(
         [pq.read_table(p, columns=["item_id"]).column(0).to_numpy() for p in todo]
     )
     ids = partition.wanted_ids(folder)
+    is_todo = np.isin(ids, wanted)  # once per task: per cluster it sorted `wanted` each time
+    del wanted
     parts = vstore.VectorParts(store, info)
     out_pos, out_val = [], []
     for c, members in partition.clusters(folder, group):
-        queries = members[(home[members] == c) & np.isin(ids[members], wanted)]
+        queries = members[(home[members] == c) & is_todo[members]]
         if len(queries):
             full = parts.take(rows[members])
             out_val.append(kth_distance(full[np.searchsorted(members, queries)], full, k, BLOCK))
