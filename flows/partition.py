@@ -11,6 +11,9 @@
 
 A group task then reads its clusters one at a time (`clusters`), gathering
 only their rows from the memory-mapped index parts (`vectors.VectorParts`).
+k grows as sqrt(n), so clusters do too; a cluster larger than the step's
+bound is split again inside its task (`scoring.prototypes.split_cluster`),
+so the work within clusters grows as n, not n^1.5.
 """
 
 from __future__ import annotations

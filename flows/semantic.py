@@ -23,7 +23,7 @@ from thresher.flows import partition
 from thresher.flows.runtime import Staged
 from thresher.scoring.matryoshka import prefix
 from thresher.selection.groups import resolve_pairs
-from thresher.selection.semantic import SemanticParams, cluster_pairs, keep_order
+from thresher.selection.semantic import SemanticParams, keep_order, split_cluster_pairs
 from thresher.storage import vectors as vstore
 from thresher.storage.ray_adapter import map_tasks, run_task
 from thresher.storage.store import Run, Store, write_rows
@@ -78,9 +78,9 @@ def _group_step(
     device = partition.gpu_device()
     found = [pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()),
                        "similarity": pa.array([], pa.float32())})]  # fmt: skip
-    for _, members in partition.clusters(folder, group):
+    for c, members in partition.clusters(folder, group):
         full = parts.take(rows[members])
-        pairs = cluster_pairs(prefix(full, m), members, cut, params.block, device)
+        pairs = split_cluster_pairs(prefix(full, m), members, cut, params, params.seed + c, device)
         local = np.searchsorted(members, pairs)
         sims = np.einsum("ij,ij->i", full[local[:, 0]], full[local[:, 1]])
         ok = sims >= params.threshold

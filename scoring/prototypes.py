@@ -141,6 +141,58 @@ def kth_distance(
     return out
 
 
+def split_cluster(
+    short: np.ndarray, most: int, probes: int = 2, seed: int = 0
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sub-clusters of one cluster whose members' unit prefixes are `short` (n, m): the
+    sorted local indices of each sub-cluster's members (maybe none), and each member's
+    nearest sub-cluster (an index into that list). At most `most` members: the cluster
+    itself. More: spherical k-means into ceil(probes * n / most) sub-clusters, each
+    member joining its `probes` nearest (a close pair split by a border still meets), so
+    each holds about `most`. The global steps cluster into k ~ sqrt(n) clusters, whose
+    size grows as sqrt(n); split again, work within a cluster stays bounded per row."""
+    n = len(short)
+    if n <= most:
+        return [np.arange(n)], np.zeros(n, np.int64)
+    k = min(n, -(-probes * n // most))
+    x = np.ascontiguousarray(short, np.float32)
+    centroids = spherical_kmeans(x, k, seed, niter=10)
+    sims = x @ centroids.T
+    assign = np.argsort(-sims, axis=1, kind="stable")[:, : min(probes, k)]
+    owner = np.repeat(np.arange(n), assign.shape[1])
+    order = np.lexsort((owner, assign.ravel()))
+    sub, local = assign.ravel()[order], owner[order]
+    bounds = np.searchsorted(sub, np.arange(k + 1))
+    return [local[bounds[c] : bounds[c + 1]] for c in range(k)], assign[:, 0].astype(np.int64)
+
+
+def kth_distance_split(
+    full: np.ndarray,
+    short: np.ndarray,
+    asked: np.ndarray,
+    k: int,
+    most: int,
+    seed: int = 0,
+    block: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`kth_distance` of the `asked` rows (a mask) of one cluster among its rows (unit
+    `full` vectors, `short` prefixes), the cluster split by `split_cluster` when it has
+    more than `most` rows: each asked row is scored once, in its nearest sub-cluster.
+    Returns (local indices of the asked rows, in order; their distances)."""
+    subs, nearest = split_cluster(short, most, 2, seed)
+    pos, val = [], []
+    for s, candidates in enumerate(subs):
+        queries = candidates[asked[candidates] & (nearest[candidates] == s)]
+        if len(queries):
+            pos.append(queries)
+            val.append(kth_distance(full[queries], full[candidates], k, block))
+    if not pos:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    pos_all, val_all = np.concatenate(pos), np.concatenate(val)
+    order = np.argsort(pos_all, kind="stable")
+    return pos_all[order], val_all[order]
+
+
 def streamed_sample(batches: Iterable[np.ndarray], k: int, seed: int = 0) -> np.ndarray:
     """The training sample `spherical_kmeans` takes (the k x 256 rows with the smallest
     `sample_key`s, in key order), from (n_i, d) unit batches seen one at a time: only the

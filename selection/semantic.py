@@ -36,12 +36,13 @@ class SemanticParams:
     margin: float = 0.05
     block: int = 2048
     seed: int = 0
+    most: int = 8192  # members of a cluster compared pairwise; a larger one is split
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
             raise ThresherError(f"cosine threshold must be in (0, 1], got {self.threshold}")
-        if self.probes < 1 or self.block < 1 or self.margin < 0:
-            raise ThresherError("probes and block must be >= 1 and margin >= 0")
+        if self.probes < 1 or self.block < 1 or self.margin < 0 or self.most < 1:
+            raise ThresherError("probes, block and most must be >= 1 and margin >= 0")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,26 @@ def cluster_pairs(
         keep = cols[j] > rows[i]
         out.append(np.stack([rows[i[keep]], cols[j[keep]]], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+
+
+def split_cluster_pairs(
+    short: np.ndarray,
+    members: np.ndarray,
+    cut: float,
+    params: SemanticParams,
+    seed: int,
+    device: str | None = None,
+) -> np.ndarray:
+    """`cluster_pairs` of one cluster, split first when it has more than `params.most`
+    members (`scoring.prototypes.split_cluster`, each member in `params.probes`
+    sub-clusters): pairs whose two rows share a sub-cluster, each once."""
+    from thresher.scoring.prototypes import split_cluster
+
+    subs, _ = split_cluster(short, params.most, params.probes, seed)
+    if len(subs) == 1:
+        return cluster_pairs(short, members, cut, params.block, device)
+    found = [cluster_pairs(short[s], members[s], cut, params.block, device) for s in subs]
+    return np.unique(np.concatenate(found), axis=0)
 
 
 def _cluster_pairs_torch(

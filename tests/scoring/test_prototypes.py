@@ -6,8 +6,10 @@ import pytest
 from thresher.scoring.prototypes import (
     default_k,
     knn_distance,
+    kth_distance_split,
     prototype_scores,
     spherical_kmeans,
+    split_cluster,
 )
 from thresher.scoring.uncertainty import entropy_margin, predict_proba, train_probe
 
@@ -62,3 +64,43 @@ def test_probe_learns_separable_labels() -> None:
     labels = np.argmax(x @ spherical_kmeans(x, 3).T, axis=1)
     probs = predict_proba(train_probe(x, labels, 3), x)
     assert (probs.argmax(axis=1) == labels).mean() > 0.95
+
+
+def test_split_cluster_leaves_a_small_cluster_whole() -> None:
+    x = clustered(300, 16, seed=1, centres=3)
+    subs, nearest = split_cluster(x, 300)
+    assert len(subs) == 1 and subs[0].tolist() == list(range(300))
+    assert (nearest == 0).all()
+
+
+def test_split_cluster_puts_each_member_in_its_probes_nearest_parts() -> None:
+    x = clustered(2000, 16, seed=2, centres=6)
+    subs, nearest = split_cluster(x, 500, probes=2, seed=0)
+    assert len(subs) == 8  # ceil(2 * 2000 / 500)
+    counts = np.zeros(2000, int)
+    for s, members in enumerate(subs):
+        assert (np.diff(members) > 0).all()  # sorted, each member once
+        counts[members] += 1
+        assert np.isin(np.flatnonzero(nearest == s), members).all()  # its nearest is one
+    assert (counts == 2).all()
+    again, _ = split_cluster(x, 500, probes=2, seed=0)  # seeded
+    assert all((a == b).all() for a, b in zip(subs, again, strict=True))
+
+
+@pytest.mark.parametrize("most", [10_000, 400])
+def test_kth_distance_split_ranks_like_the_whole_cluster(most) -> None:
+    x = clustered(3000, 32, seed=3, centres=4)
+    asked = np.random.default_rng(0).random(3000) < 0.7
+    exact = knn_distance(x)[asked]
+    local, got = kth_distance_split(x, x[:, :16], asked, 10, most, seed=1)
+    assert local.tolist() == np.flatnonzero(asked).tolist()
+    assert (got >= exact - 1e-5).all()  # fewer candidates: never nearer than the truth
+    if most >= 3000:
+        np.testing.assert_allclose(got, exact, atol=1e-5)
+    else:  # 15 sub-clusters of ~400 rows each: each row sees ~800 candidates of 3,000
+
+        def ranks(v: np.ndarray) -> np.ndarray:
+            return np.argsort(np.argsort(v)).astype(float)
+
+        spearman = np.corrcoef(ranks(exact), ranks(got))[0, 1]
+        assert spearman >= 0.95, spearman  # observed 0.972
