@@ -85,15 +85,18 @@ def dedup_semantic(
     keep: str = "first",
     groups: int | None = None,
     fit_bytes: int | None = None,
+    most: int | None = None,
 ) -> DedupReport:
     """SemDeDup over the model's rotated vectors, partitioned by cluster
-    (`thresher.flows.semantic`; `groups` overrides the data-sized count)."""
+    (`thresher.flows.semantic`; `groups` overrides the data-sized count, `most` the
+    cluster size past which a cluster is split again)."""
     from thresher.flows.embed import IndexConfig, update_index
 
     model = vstore.pick_model(store, model)
     info = update_index(store, model, IndexConfig())  # adds vectors embedded since
     config = {"method": "semantic", "threshold": threshold, "model": model, "keep": keep}
-    params = SemanticParams(threshold=threshold, prefix_dim=info.shortlist_dim)
+    most = most or SemanticParams.most
+    params = SemanticParams(threshold=threshold, prefix_dim=info.shortlist_dim, most=most)
     with store.run("dedup", config) as run:
         todo = runtime.stage(run, "semantic-todo", queries.dedup_todo("semantic", None))
         kept = runtime.stage(run, "semantic-kept", queries.dedup_kept_ids("semantic"))

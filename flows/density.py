@@ -8,7 +8,7 @@ query's cosine distance to its k-th nearest other candidate on the full
 vectors, exactly. So each item is scored once, against the rows that share
 one of their clusters with it. A cluster with more than `MOST` rows is split
 again (2 probes) and a query searches its nearest sub-cluster. Cost
-O(n probes min(n / clusters, MOST)), not O(n^2); its agreement with the
+O(n min(probes n / clusters, MOST)), not O(n^2); its agreement with the
 exact all-pairs score is measured by `benchmarks/density.py` (Spearman, see
 the README) and tested.
 """

@@ -142,23 +142,22 @@ def kth_distance(
 
 
 def split_cluster(
-    short: np.ndarray, most: int, probes: int = 2, seed: int = 0
+    short: np.ndarray, most: int, size: int, probes: int = 2, seed: int = 0
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Sub-clusters of one cluster whose members' unit prefixes are `short` (n, m): the
     sorted local indices of each sub-cluster's members (maybe none), and each member's
     nearest sub-cluster (an index into that list). At most `most` members: the cluster
-    itself. More: spherical k-means into ceil(probes * n / most) sub-clusters, each
+    itself. More: spherical k-means into ceil(probes * n / size) sub-clusters, each
     member joining its `probes` nearest (a close pair split by a border still meets), so
-    each holds about `most`. The global steps cluster into k ~ sqrt(n) clusters, whose
+    each holds about `size`. The global steps cluster into k ~ sqrt(n) clusters, whose
     size grows as sqrt(n); split again, work within a cluster stays bounded per row."""
     n = len(short)
     if n <= most:
         return [np.arange(n)], np.zeros(n, np.int64)
-    k = min(n, -(-probes * n // most))
+    k = min(n, -(-probes * n // size))
     x = np.ascontiguousarray(short, np.float32)
     centroids = spherical_kmeans(x, k, seed, niter=10)
-    sims = x @ centroids.T
-    assign = np.argsort(-sims, axis=1, kind="stable")[:, : min(probes, k)]
+    assign = np.argsort(-(x @ centroids.T), axis=1, kind="stable")[:, : min(probes, k)]
     owner = np.repeat(np.arange(n), assign.shape[1])
     order = np.lexsort((owner, assign.ravel()))
     sub, local = assign.ravel()[order], owner[order]
@@ -175,17 +174,20 @@ def kth_distance_split(
     seed: int = 0,
     block: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`kth_distance` of the `asked` rows (a mask) of one cluster among its rows (unit
-    `full` vectors, `short` prefixes), the cluster split by `split_cluster` when it has
-    more than `most` rows: each asked row is scored once, in its nearest sub-cluster.
-    Returns (local indices of the asked rows, in order; their distances)."""
-    subs, nearest = split_cluster(short, most, 2, seed)
+    """`kth_distance` of the `asked` rows (a mask) of one cluster among all its rows (unit
+    `full` vectors, `short` prefixes). With more than `most` rows the cluster is split
+    (`split_cluster`, parts of about `most`, 2 probes) and an asked row is scored once,
+    among the rows of its nearest part (among the whole cluster when that part has no
+    k-th other row): per row ~`most` candidates, not the cluster's size. Returns (local
+    indices of the asked rows, in order; their distances)."""
+    subs, nearest = split_cluster(short, most, most, 2, seed)
     pos, val = [], []
     for s, candidates in enumerate(subs):
         queries = candidates[asked[candidates] & (nearest[candidates] == s)]
         if len(queries):
+            pool = candidates if len(candidates) > k or len(subs) == 1 else np.arange(len(full))
             pos.append(queries)
-            val.append(kth_distance(full[queries], full[candidates], k, block))
+            val.append(kth_distance(full[queries], full[pool], k, block))
     if not pos:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     pos_all, val_all = np.concatenate(pos), np.concatenate(val)

@@ -108,12 +108,14 @@ def split_cluster_pairs(
     seed: int,
     device: str | None = None,
 ) -> np.ndarray:
-    """`cluster_pairs` of one cluster, split first when it has more than `params.most`
-    members (`scoring.prototypes.split_cluster`, each member in `params.probes`
-    sub-clusters): pairs whose two rows share a sub-cluster, each once."""
+    """`cluster_pairs` of one cluster. With more than `params.most` members it is split
+    first (`scoring.prototypes.split_cluster`, each member in its `params.probes` nearest
+    parts of about most / probes members, so the pairs compared per member stay about
+    most / 2 as in an unsplit cluster of `most`): pairs whose rows share a part, once."""
     from thresher.scoring.prototypes import split_cluster
 
-    subs, _ = split_cluster(short, params.most, params.probes, seed)
+    size = max(1, params.most // params.probes)
+    subs, _ = split_cluster(short, params.most, size, params.probes, seed)
     if len(subs) == 1:
         return cluster_pairs(short, members, cut, params.block, device)
     found = [cluster_pairs(short[s], members[s], cut, params.block, device) for s in subs]

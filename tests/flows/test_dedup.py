@@ -175,8 +175,9 @@ def test_partitioned_semantic_equals_the_single_process_pass(
     assert report.duplicates == len(expected) >= 100
 
 
+@pytest.mark.parametrize("most", [None, 60])
 def test_semantic_fits_on_a_sample_when_the_prefixes_do_not_fit(
-    store, tmp_path, ray_session
+    store, tmp_path, ray_session, most
 ) -> None:
     rng = np.random.default_rng(5)
     x = clustered(600, 32, seed=5, centres=6)
@@ -193,7 +194,9 @@ def test_semantic_fits_on_a_sample_when_the_prefixes_do_not_fit(
     ingest(
         store, [str(tmp_path / "v.parquet")], IngestConfig(id_column="id", embedding_column="vec")
     )
-    dedup.dedup_semantic(store, 0.99, fit_bytes=1024)  # k-means on a 256-per-centroid sample
+    # k-means on a 256-per-centroid sample; most=60: each cluster (~53 rows, ~106 members
+    # with 2 probes) split again into ~8 parts of ~30
+    dedup.dedup_semantic(store, 0.99, fit_bytes=1024, most=most)
     # one batch: keep order is item_id order, so either of a pair may be the one kept
     found = {frozenset(p) for p in dup_map(store, "semantic").items()}
     assert {frozenset((i, 600 + i)) for i in range(40)} <= found

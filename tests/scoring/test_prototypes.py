@@ -68,14 +68,14 @@ def test_probe_learns_separable_labels() -> None:
 
 def test_split_cluster_leaves_a_small_cluster_whole() -> None:
     x = clustered(300, 16, seed=1, centres=3)
-    subs, nearest = split_cluster(x, 300)
+    subs, nearest = split_cluster(x, 300, 100)
     assert len(subs) == 1 and subs[0].tolist() == list(range(300))
     assert (nearest == 0).all()
 
 
-def test_split_cluster_puts_each_member_in_its_probes_nearest_parts() -> None:
+def test_split_cluster_puts_each_member_in_probes_parts_its_nearest_among_them() -> None:
     x = clustered(2000, 16, seed=2, centres=6)
-    subs, nearest = split_cluster(x, 500, probes=2, seed=0)
+    subs, nearest = split_cluster(x, 1000, 500, probes=2, seed=0)
     assert len(subs) == 8  # ceil(2 * 2000 / 500)
     counts = np.zeros(2000, int)
     for s, members in enumerate(subs):
@@ -83,24 +83,28 @@ def test_split_cluster_puts_each_member_in_its_probes_nearest_parts() -> None:
         counts[members] += 1
         assert np.isin(np.flatnonzero(nearest == s), members).all()  # its nearest is one
     assert (counts == 2).all()
-    again, _ = split_cluster(x, 500, probes=2, seed=0)  # seeded
+    again, _ = split_cluster(x, 1000, 500, probes=2, seed=0)  # seeded
     assert all((a == b).all() for a, b in zip(subs, again, strict=True))
 
 
-@pytest.mark.parametrize("most", [10_000, 400])
+@pytest.mark.parametrize("most", [10_000, 400, 3])
 def test_kth_distance_split_ranks_like_the_whole_cluster(most) -> None:
+    from thresher.scoring.matryoshka import normalize
+
     x = clustered(3000, 32, seed=3, centres=4)
     asked = np.random.default_rng(0).random(3000) < 0.7
     exact = knn_distance(x)[asked]
-    local, got = kth_distance_split(x, x[:, :16], asked, 10, most, seed=1)
+    local, got = kth_distance_split(x, normalize(x[:, :16]), asked, 10, most, seed=1)
     assert local.tolist() == np.flatnonzero(asked).tolist()
-    assert (got >= exact - 1e-5).all()  # fewer candidates: never nearer than the truth
+    # fewer candidates: never nearer than the truth (parts of under 11 rows: a row there
+    # is searched among the whole cluster, never scored against itself alone)
+    assert (got >= exact - 1e-5).all()
     if most >= 3000:
         np.testing.assert_allclose(got, exact, atol=1e-5)
-    else:  # 15 sub-clusters of ~400 rows each: each row sees ~800 candidates of 3,000
+    elif most == 400:  # 15 parts of ~400 rows: a row searches ~400 of the 3,000
 
         def ranks(v: np.ndarray) -> np.ndarray:
             return np.argsort(np.argsort(v)).astype(float)
 
         spearman = np.corrcoef(ranks(exact), ranks(got))[0, 1]
-        assert spearman >= 0.95, spearman  # observed 0.972
+        assert spearman >= 0.95, spearman  # observed 0.981
