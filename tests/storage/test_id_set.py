@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from thresher.storage.validate import IdSet
@@ -21,7 +23,7 @@ def test_id_set_answers_like_a_set_over_many_batches() -> None:
     runs = ids.runs
     assert sum(map(len, runs)) == len(truth)  # each id once
     assert all((np.diff(r) > 0).all() for r in runs)  # each run sorted and distinct
-    assert all(len(a) >= 2 * len(b) for a, b in zip(runs, runs[1:], strict=False))
+    assert all(len(a) >= 2 * len(b) for a, b in itertools.pairwise(runs))
     assert len(runs) <= 1 + int(np.log2(len(truth)))  # so lookups stay O(log^2 n)
 
 
