@@ -220,57 +220,57 @@ def selection_pool(
     `thresher label` first, else the ingested column, 'None' when unlabelled), and with a
     `model` their vector, with `tokens` their token count, with `label_issue` that
     score; NULL where a value is missing.
-    Items in `contamination` are left out unless `keep_contaminated`."""
+    Items in `contamination` are left out unless `keep_contaminated`.
+
+    One hash aggregate over a UNION ALL of the tables (each row tagged with its source),
+    not a join per table: DuckDB's join hash tables in one pipeline do not see each
+    other's memory, and at 10M items the joined form failed at a 1 GB limit (and at
+    700 MB, yet passed at 500 MB and 2 GB); the aggregate spills."""
     cond = f"WHERE (\n{where}\n)" if where else ""  # a trailing -- comment ends at its line
-    clean = "ANTI JOIN (SELECT item_id FROM contamination) t USING (item_id) "
-    clean = "" if keep_contaminated else clean
-    cols, joins = ["c.item_id"], []
-    params: dict[str, Any] = {}
+    label = f"CAST({_quote(label_column)} AS VARCHAR)" if label_column else "NULL"
+    # one branch per source: (src, its value's column, the value, its run_id, FROM ...);
+    # a column's type is its source table's (the other branches give untyped NULLs)
+    gone = ["duplicates", "filtered"] + ([] if keep_contaminated else ["contamination"])
+    branches = [(0, "s", label if group == "label" else "NULL", "NULL", f"items {cond}")]
+    branches += [(1, "s", "NULL", "NULL", table) for table in gone]
+    cols = ["item_id"]
     if score:
-        cols.append("s.value AS score")
-        joins.append(
-            "LEFT JOIN (SELECT item_id, arg_max(value, run_id) AS value FROM scores "
-            "WHERE metric = 'prototype_distance' GROUP BY item_id) s USING (item_id)"
-        )
+        metric = "scores WHERE metric = 'prototype_distance'"
+        branches.append((2, "v", "value", "run_id", metric))
+        cols.append("arg_max(v, r) FILTER (WHERE src = 2) AS score")
     if group == "cluster":
-        cols.append("k.cluster_id AS grp")
-        joins.append(
-            "LEFT JOIN (SELECT item_id, arg_max(cluster_id, run_id) AS cluster_id FROM "
-            "clusters GROUP BY item_id) k USING (item_id)"
-        )
+        branches.append((3, "c", "cluster_id", "run_id", "clusters"))
+        cols.append("arg_max(c, r) FILTER (WHERE src = 3) AS grp")
     elif group == "label":
-        column = f"CAST(i.{_quote(label_column)} AS VARCHAR)" if label_column else "NULL"
-        cols.append(f"coalesce(l.label, {column}, 'None') AS grp")
-        joins.append("JOIN items i USING (item_id)")
-        joins.append(
-            "LEFT JOIN (SELECT item_id, arg_max(label, run_id) AS label FROM labels "
-            "GROUP BY item_id) l USING (item_id)"
+        branches.append((4, "s", "CAST(label AS VARCHAR)", "run_id", "labels"))
+        cols.append(
+            "coalesce(arg_max(s, r) FILTER (WHERE src = 4), "
+            "any_value(s) FILTER (WHERE src = 0), 'None') AS grp"
         )
-    if model:
-        cols.append("e.vector")
-        joins.append(
-            "LEFT JOIN (SELECT item_id, vector FROM embeddings WHERE model = $m) e USING (item_id)"
+    if label_issue:
+        branches.append((5, "v", "value", "run_id", "scores WHERE metric = 'label_issue'"))
+        cols.append("arg_max(v, r) FILTER (WHERE src = 5) AS label_issue")
+    if tokens:
+        branches.append((6, "t", "tokens", "run_id", "tokens"))
+        cols.append("arg_max(t, r) FILTER (WHERE src = 6) AS tokens")
+    union = " UNION ALL ".join(
+        f"SELECT item_id, {src} AS src, "
+        + ", ".join(f"{value if c == col else 'NULL'} AS {c}" for c in "vcts")
+        + f", {run} AS r FROM {source}"
+        for src, col, value, run, source in branches
+    )
+    pool = (
+        f"SELECT {', '.join(cols)} FROM ({union}) "
+        "GROUP BY item_id HAVING bool_or(src = 0) AND NOT bool_or(src = 1)"
+    )
+    params: dict[str, Any] = {}
+    if model:  # the vectors joined once, after the aggregate (kcenter's pools are small)
+        pool = (
+            f"SELECT p.*, e.vector FROM ({pool}) p LEFT JOIN (SELECT item_id, vector "
+            "FROM embeddings WHERE model = $m) e USING (item_id)"
         )
         params["m"] = model
-    if label_issue:
-        cols.append("li.value AS label_issue")
-        joins.append(
-            "LEFT JOIN (SELECT item_id, arg_max(value, run_id) AS value FROM scores "
-            "WHERE metric = 'label_issue' GROUP BY item_id) li USING (item_id)"
-        )
-    if tokens:
-        cols.append("t.tokens")
-        joins.append(
-            "LEFT JOIN (SELECT item_id, arg_max(tokens, run_id) AS tokens FROM tokens "
-            "GROUP BY item_id) t USING (item_id)"
-        )
-    return Query(
-        f"WITH c AS (SELECT item_id FROM items ANTI JOIN {EXCLUDED} x USING (item_id) {clean}"
-        f"{cond}) "
-        f"SELECT {', '.join(cols)} FROM c {' '.join(joins)} ORDER BY c.item_id",
-        params,
-        user_sql=bool(where),
-    )
+    return Query(f"{pool} ORDER BY item_id", params, user_sql=bool(where))
 
 
 def latest_selection(name: str) -> Query:
