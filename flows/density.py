@@ -16,7 +16,6 @@ the README) and tested.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from thresher.flows import partition
 from thresher.flows.runtime import Staged
@@ -46,10 +45,11 @@ def density_pass(
         seed=seed,
         prefix_dim=info.shortlist_dim,
         rows=kept.rows,
+        todo_paths=todo.paths,
     )
     paths = [run.reserve("scores") for _ in range(part.groups)]
     calls = [
-        (store, info, part.folder, part.m, g, k, seed, todo.paths, run.run_id, str(path))
+        (store, info, part.folder, part.m, g, k, seed, run.run_id, str(path))
         for g, path in enumerate(paths)
     ]
     map_tasks(_knn_step, calls, rows=part.n)
@@ -64,31 +64,20 @@ def _knn_step(
     group: int,
     k: int,
     seed: int,
-    todo: list[str],
     run_id: int,
     out_path: str,
 ) -> int:
-    rows = partition.index_rows(folder)
-    home, _ = partition.nearest(folder)
-    wanted = np.concatenate(
-        [pq.read_table(p, columns=["item_id"]).column(0).to_numpy() for p in todo]
-    )
-    ids = partition.wanted_ids(folder)
-    is_todo = np.isin(ids, wanted)  # once per task: per cluster it sorted `wanted` each time
-    del wanted
     parts = vstore.VectorParts(store, info)
-    out_pos, out_val = [], []
+    out_ids, out_val = [], []
     for c, members in partition.clusters(folder, group):
-        asked = (home[members] == c) & is_todo[members]  # each row scored in its nearest
+        asked = (members.home == c) & members.todo  # each row scored in its nearest cluster
         if asked.any():
-            full = parts.take(rows[members])
+            full = parts.take(members.row)
             local, values = kth_distance_split(
                 full, prefix(full, m), asked, k, MOST, seed + c, BLOCK
             )
-            out_pos.append(members[local])
+            out_ids.append(members.item_id[local])
             out_val.append(values)
-    pos = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
+    ids = np.concatenate(out_ids) if out_ids else np.zeros(0, np.int64)
     values = np.concatenate(out_val) if out_val else np.zeros(0)
-    return write_rows(
-        out_path, "scores", run_id, item_id=ids[pos], metric="knn_distance", value=values
-    )
+    return write_rows(out_path, "scores", run_id, item_id=ids, metric="knn_distance", value=values)

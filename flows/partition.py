@@ -2,15 +2,20 @@
 (SemDeDup, kNN density) without holding them all: the NeMo Curator / IVF shape.
 
 1. Locate: the wanted items (id files, in order) are found in the model's index;
-   a row's position is its order there (`wanted.parquet`: item_id, index row).
+   a row's position is its order there (`wanted.parquet`: item_id, index row,
+   and `todo`: whether the item is in the step's todo files, if it has them).
 2. Fit: spherical k-means on the shortlist prefix, over every row when they fit
    in `FIT_FULL_BYTES`, else over a seeded sample of 256 rows per centroid.
 3. Assign: one task per piece of positions finds each row's `probes` nearest
-   centroids, writes (cluster, position) rows into G group files, and each
-   row's nearest centroid and its cosine (`top-*.parquet`).
+   centroids, writes one row per (cluster, member) into G group files, with
+   what a group task needs of the member (index row, item_id, nearest
+   cluster, todo), and each row's nearest centroid and its cosine
+   (`top-*.parquet`).
 
-A group task then reads its clusters one at a time (`clusters`), gathering
-only their rows from the memory-mapped index parts (`vectors.VectorParts`).
+A group task then reads only its own group's files, a cluster at a time
+(`clusters`), gathering only their rows from the memory-mapped index parts
+(`vectors.VectorParts`): nothing it reads grows with n but its group, so
+n / GROUP_ROWS tasks read O(n) in all, not O(n^2 / GROUP_ROWS).
 k grows as sqrt(n), so clusters do too; a cluster larger than the step's
 bound is split again inside its task (`scoring.prototypes.split_cluster`),
 so the work within clusters grows as n, not n^1.5.
@@ -58,11 +63,16 @@ def build(
     rows: int,
     groups: int | None = None,
     fit_bytes: int = FIT_FULL_BYTES,
+    todo_paths: list[str] | None = None,
+    piece_rows: int = PIECE_ROWS,
 ) -> Partition:
     """Locate, fit and assign (see the module docstring); `id_paths` are lists of staged
-    files with an item_id column, whose items take positions in that order."""
+    files with an item_id column, whose items take positions in that order; a member is
+    `todo` when its item is in the `todo_paths` files (every member without them)."""
     folder.mkdir(parents=True, exist_ok=True)
-    found = run_task(_locate_step, store, info, id_paths, str(folder), rows=rows)
+    found = run_task(
+        _locate_step, store, info, id_paths, todo_paths, str(folder), piece_rows, rows=rows
+    )
     n = sum(found)
     m = min(prefix_dim or info.dims[-1], info.dims[-1])
     if not n:
@@ -70,8 +80,11 @@ def build(
     k = min(clusters or max(1, int(np.sqrt(n / 4))), n)
     centroids = run_task(_fit_step, store, info, str(folder), n, m, k, seed, fit_bytes, rows=n)
     g = groups or min(k, max(1, math.ceil(n * probes / GROUP_ROWS)))
-    spans = [(s, min(s + PIECE_ROWS, n)) for s in range(0, n, PIECE_ROWS)]
-    calls = [(store, info, str(folder), a, b, centroids, probes, g) for a, b in spans]
+    starts = range(0, n, piece_rows)  # piece i: row group i of wanted.parquet
+    calls = [
+        (store, info, str(folder), i, s, min(s + piece_rows, n), centroids, probes, g)
+        for i, s in enumerate(starts)
+    ]
     map_tasks(_assign_step, calls, rows=n)
     return Partition(str(folder), n, tuple(found), g, m)
 
@@ -80,16 +93,8 @@ def wanted_ids(folder: str) -> np.ndarray:
     return pq.read_table(f"{folder}/wanted.parquet", columns=["item_id"]).column(0).to_numpy()
 
 
-def index_rows(folder: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-    rows = pq.read_table(f"{folder}/wanted.parquet", columns=["row"]).column(0).to_numpy()
-    return rows[start:stop]
-
-
-def nearest(folder: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each position's nearest centroid and its prefix cosine, in position order."""
-    files = sorted(Path(folder).glob("top-*.parquet"))
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    return table.column("cluster").to_numpy(), table.column("sim").to_numpy()
+def index_rows(folder: str) -> np.ndarray:
+    return pq.read_table(f"{folder}/wanted.parquet", columns=["row"]).column(0).to_numpy()
 
 
 def nearest_sims(folder: str, positions: np.ndarray) -> np.ndarray:
@@ -103,19 +108,31 @@ def nearest_sims(folder: str, positions: np.ndarray) -> np.ndarray:
     return out
 
 
-def clusters(folder: str, group: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(cluster, sorted positions of its members) for each cluster of a group."""
+@dataclass(frozen=True)
+class Members:
+    """The members of one cluster, by position (sorted): their index rows, item_ids,
+    nearest clusters and todo flags."""
+
+    pos: np.ndarray
+    row: np.ndarray
+    item_id: np.ndarray
+    home: np.ndarray
+    todo: np.ndarray
+
+
+def clusters(folder: str, group: int) -> Iterator[tuple[int, Members]]:
+    """(cluster, its members) for each cluster of a group, from the group's files only."""
     files = sorted(Path(folder).glob(f"assign-g{group:05d}-*.parquet"))
     if not files:
         return
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    cluster, pos = table.column("cluster").to_numpy(), table.column("pos").to_numpy()
-    order = np.lexsort((pos, cluster))
-    cluster, pos = cluster[order], pos[order]
-    bounds = np.flatnonzero(np.diff(cluster)) + 1
-    starts = np.concatenate([[0], bounds])
-    for start, members in zip(starts.tolist(), np.split(pos, bounds), strict=True):
-        yield int(cluster[start]), members
+    cols = {name: table.column(name).to_numpy() for name in table.column_names}
+    order = np.lexsort((cols["pos"], cols["cluster"]))
+    cols = {name: values[order] for name, values in cols.items()}
+    bounds = np.flatnonzero(np.diff(cols["cluster"])) + 1
+    for start, stop in zip([0, *bounds.tolist()], [*bounds.tolist(), len(order)], strict=True):
+        mine = {name: values[start:stop] for name, values in cols.items()}
+        yield int(mine.pop("cluster")[0]), Members(**mine)
 
 
 def _ids(paths: list[str]) -> np.ndarray:
@@ -124,7 +141,12 @@ def _ids(paths: list[str]) -> np.ndarray:
 
 
 def _locate_step(
-    store: Store, info: vstore.IndexInfo, id_paths: list[list[str]], folder: str
+    store: Store,
+    info: vstore.IndexInfo,
+    id_paths: list[list[str]],
+    todo_paths: list[str] | None,
+    folder: str,
+    piece_rows: int,
 ) -> list[int]:
     index_ids = vstore.VectorParts(store, info).ids(store, info)
     order = np.argsort(index_ids, kind="stable")
@@ -140,10 +162,11 @@ def _locate_step(
         found.append(int(has.sum()))
         ids_out.append(wanted[has])
         rows_out.append(rows[has])
-    pq.write_table(
-        pa.table({"item_id": np.concatenate(ids_out), "row": np.concatenate(rows_out)}),
-        f"{folder}/wanted.parquet",
-    )
+    ids = np.concatenate(ids_out)
+    todo = np.isin(ids, _ids(todo_paths)) if todo_paths is not None else np.ones(len(ids), bool)
+    table = pa.table({"item_id": ids, "row": np.concatenate(rows_out), "todo": todo})
+    # one row group per assignment piece, so an assignment task reads only its own
+    pq.write_table(table, f"{folder}/wanted.parquet", row_group_size=piece_rows)
     return found
 
 
@@ -189,6 +212,7 @@ def _assign_step(
     store: Store,
     info: vstore.IndexInfo,
     folder: str,
+    piece: int,
     start: int,
     stop: int,
     centroids: np.ndarray,
@@ -198,17 +222,28 @@ def _assign_step(
     import faiss
 
     m = centroids.shape[1]
-    short = vstore.VectorParts(store, info).take_prefix(index_rows(folder, start, stop), m)
+    wanted = pq.ParquetFile(f"{folder}/wanted.parquet").read_row_group(piece)
+    assert wanted.num_rows == stop - start, "a piece is one row group of wanted.parquet"
+    rows = wanted.column("row").to_numpy()
+    short = vstore.VectorParts(store, info).take_prefix(rows, m)
     index = faiss.IndexFlatIP(m)
     index.add(centroids)
     sims, assign = index.search(short, min(probes, len(centroids)))
     pos = np.arange(start, stop, dtype=np.int64)
     top = pa.table({"pos": pos, "cluster": assign[:, 0], "sim": sims[:, 0]})
     pq.write_table(top, f"{folder}/top-{start:012d}.parquet")
-    cluster, owner = assign.ravel(), np.repeat(pos, assign.shape[1])
-    group = cluster % groups
+    width = assign.shape[1]  # min(probes, k)
+    member = {
+        "cluster": assign.ravel(),
+        "pos": np.repeat(pos, width),
+        "row": np.repeat(rows, width),
+        "item_id": np.repeat(wanted.column("item_id").to_numpy(), width),
+        "home": np.repeat(assign[:, 0], width),
+        "todo": np.repeat(wanted.column("todo").to_numpy(zero_copy_only=False), width),
+    }
+    group = member["cluster"] % groups
     for g in np.unique(group).tolist():
         mine = group == g
-        part = pa.table({"cluster": cluster[mine], "pos": owner[mine]})
+        part = pa.table({name: values[mine] for name, values in member.items()})
         pq.write_table(part, f"{folder}/assign-g{g:05d}-{start:012d}.parquet")
     return stop - start

@@ -72,16 +72,16 @@ def semantic_pass(
 def _group_step(
     store: Store, info: vstore.IndexInfo, folder: str, group: int, m: int, params: SemanticParams
 ) -> int:
-    rows = partition.index_rows(folder)
     parts = vstore.VectorParts(store, info)
     cut = params.threshold - params.margin
     device = partition.gpu_device()
     found = [pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()),
                        "similarity": pa.array([], pa.float32())})]  # fmt: skip
     for c, members in partition.clusters(folder, group):
-        full = parts.take(rows[members])
-        pairs = split_cluster_pairs(prefix(full, m), members, cut, params, params.seed + c, device)
-        local = np.searchsorted(members, pairs)
+        full = parts.take(members.row)
+        pos = members.pos
+        pairs = split_cluster_pairs(prefix(full, m), pos, cut, params, params.seed + c, device)
+        local = np.searchsorted(pos, pairs)
         sims = np.einsum("ij,ij->i", full[local[:, 0]], full[local[:, 1]])
         ok = sims >= params.threshold
         found.append(pa.table({"a": pairs[ok, 0], "b": pairs[ok, 1], "similarity": sims[ok]}))

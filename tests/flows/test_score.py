@@ -95,3 +95,23 @@ def test_density_searched_within_clusters_ranks_like_the_exact_search(
     spearman = np.corrcoef(ranks(exact), ranks(approx))[0, 1]
     assert spearman >= 0.95  # observed 1.0000 here (4,000 items around 12 centres)
     assert (approx >= exact - 1e-5).all()  # fewer candidates: never nearer than the truth
+
+
+def test_density_of_new_items_only_is_searched_among_all_kept(store, tmp_path, ray_session) -> None:
+    from thresher.scoring.matryoshka import normalize
+    from thresher.scoring.prototypes import knn_distance
+
+    x = clustered(3000, 32, seed=5, centres=8)
+    add(store, tmp_path / "a.parquet", x[:2500], 0)
+    assert score(store, metrics=["density"]).scored == {"knn_distance": 2500}
+    add(store, tmp_path / "b.parquet", x[2500:], 2500)
+    assert score(store, metrics=["density"]).scored == {"knn_distance": 500}  # the todo rows
+    got = store.query(
+        "SELECT i.id, s.value FROM scores s JOIN items i USING (item_id) "
+        "WHERE s.run_id = (SELECT max(run_id) FROM scores) ORDER BY i.id"
+    )
+    assert got.column(0).to_pylist() == list(range(2500, 3000))
+    exact = knn_distance(normalize(x))[2500:]  # among all 3,000, the first batch included
+    approx = got.column(1).to_numpy()
+    assert (approx >= exact - 1e-5).all()
+    assert np.mean(np.isclose(approx, exact, atol=1e-5)) >= 0.9  # observed 1.0
