@@ -56,3 +56,23 @@ def test_members_carry_their_row_id_home_and_todo_across_pieces(store, tmp_path)
     assert (home >= 0).all()
     sims = partition.nearest_sims(part.folder, np.arange(1000))
     assert ((sims > 0) & (sims <= 1 + 1e-5)).all()
+
+
+def test_embeddings_stream_in_the_same_order_whatever_the_batch(store, tmp_path) -> None:
+    x = clustered(900, 8, seed=2, centres=3)
+    for i, rows in enumerate((slice(0, 500), slice(500, 900))):  # two ingest runs
+        ids = np.arange(900)[rows]
+        path = tmp_path / f"v{i}.parquet"
+        vec = pa.array(list(x[rows]), pa.list_(pa.float32()))
+        pq.write_table(pa.table({"id": ids, "vec": vec}), path)
+        ingest(store, [str(path)], IngestConfig(id_column="id", embedding_column="vec"))
+    runs = [
+        np.concatenate([ids for ids, _ in vstore.iter_embeddings(store, "vec", batch_rows=b)])
+        for b in (64, 100, 4096)
+    ]
+    assert all((r == runs[0]).all() for r in runs)  # the index build's sample is reproducible
+    by_file = store.query("SELECT item_id FROM items")
+    assert sorted(runs[0].tolist()) == sorted(by_file.column(0).to_pylist())
+    skip = runs[0][:300]
+    rest = np.concatenate([ids for ids, _ in vstore.iter_embeddings(store, "vec", skip)])
+    assert (rest == runs[0][300:]).all()
