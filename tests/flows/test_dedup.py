@@ -141,6 +141,20 @@ def test_partitioned_fuzzy_equals_the_single_process_groups(
     assert len(reference) > 20
 
 
+def test_a_verification_part_reads_its_own_texts_from_the_staged_file(tmp_path) -> None:
+    from thresher.flows.fuzzy import _part_texts
+
+    # (part, item_id) order, as the staged candidate texts are; 2-row row groups
+    parts, ids = [0, 0, 1, 1, 1, 2], [5, 9, 3, 5, 7, 1]
+    texts = [f"p{p}-{i}" for p, i in zip(parts, ids, strict=True)]
+    path = tmp_path / "texts.parquet"
+    pq.write_table(pa.table({"part": parts, "item_id": ids, "text": texts}), path, row_group_size=2)
+    got = _part_texts([str(path)], 1, np.array([3, 4, 7], np.int64))
+    assert got.to_pylist() == ["p1-3", None, "p1-7"]  # 4: not in the store
+    assert _part_texts([str(path)], 9, np.array([1], np.int64)).to_pylist() == [None]
+    assert _part_texts([], 0, np.array([5], np.int64)).to_pylist() == [None]
+
+
 @pytest.mark.parametrize(("groups", "keep"), [(1, "first"), (3, "hard")])
 def test_partitioned_semantic_equals_the_single_process_pass(
     store, tmp_path, ray_session, groups, keep
