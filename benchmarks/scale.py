@@ -9,8 +9,10 @@ its own process of the working tree's code (stages.prepare): init, ingest, dedup
 --exact / --fuzzy 0.8 / --semantic 0.95, score prototype,density, select --keep 0.3,
 export. Per command: seconds, rows in / s (rows_in of its run in the `runs` table),
 the driver's peak RSS, the largest Ray worker's (stages.measure, with VmHWM), the
-largest single process of the tree (any process: raylet, DuckDB task, ...), and the
-tree's peak PSS (shared pages split between the processes sharing them; sampled
+largest single process of the tree (any process: raylet, DuckDB task, ...), the
+largest private memory of one process (RssAnon, sampled: RSS also counts the pages of
+the memory-mapped vector index a task has read, which are the kernel's page cache), and
+the tree's peak PSS (shared pages split between the processes sharing them; sampled
 every 0.5 s) next to stages.measure's RSS sum.
 
 Datatrove (default for N <= 1M): the texts exact dedup kept (the same rows thresher's
@@ -71,11 +73,15 @@ def short(cmd: list[str]) -> str:
 
 
 class Tree(threading.Thread):
-    """Every process under this one: peak PSS sum, and each process's peak RSS (VmHWM)."""
+    """Every process under this one: peak PSS sum, each process's peak RSS (VmHWM) and its
+    peak private memory (RssAnon, sampled): RSS also counts the pages of files a process
+    maps (the vector index parts), which the kernel drops under pressure; RssAnon is what
+    it holds."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.stop, self.pss, self.procs = threading.Event(), 0, {}  # pid -> [name, peak, root]
+        self.anon: dict[int, list] = {}  # pid -> [name, peak RssAnon]
         self.at_peak: list[tuple[int, str]] = []  # (PSS, name) per process at the PSS peak
 
     def run(self) -> None:
@@ -89,8 +95,11 @@ class Tree(threading.Thread):
                         continue
                     now.append((p.memory_full_info().pss, name := short(cmd)))
                     peak = max(p.memory_info().rss, hwm(p))
+                    anon = rss_anon(p.pid)
                 except psutil.Error:
                     continue
+                if anon > self.anon.get(p.pid, ["", 0])[1]:
+                    self.anon[p.pid] = [name, anon]
                 old = self.procs.get(p.pid)
                 if old is None or peak > old[1]:
                     self.procs[p.pid] = [name, peak, p.pid in roots]
@@ -111,7 +120,18 @@ def run_one(argv: list[str], env: dict, cwd: Path, log: Path, timeout: float) ->
     child = max((x[1] for x in tree.procs.values() if not x[2]), default=0)
     by_process = [(name, x / GIB) for x, name in tree.at_peak]
     gib = dict(pss_gib=tree.pss / GIB, top_gib=top[1] / GIB, child_gib=child / GIB)
-    return dict(r, **gib, top=top[0], pss_by_process=by_process)
+    anon = max(tree.anon.values(), key=lambda x: x[1], default=["-", 0])
+    gib.update(anon_gib=anon[1] / GIB)
+    return dict(r, **gib, top=top[0], anon_top=anon[0], pss_by_process=by_process)
+
+
+def rss_anon(pid: int) -> int:
+    """A live process's private memory now (RssAnon: its heap, not the files it maps)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(x.split()[1]) * 1024 for x in f if x.startswith("RssAnon:"))
+    except (OSError, StopIteration):
+        return 0
 
 
 def sql(v: dict, env: dict, store: Path, query: str, *extra: str) -> list[dict]:
@@ -268,18 +288,19 @@ def rate(r: dict) -> float | None:
     return rows / r["seconds"] if rows and not r["error"] else None
 
 
-HEAD = "command | s | rows in/s | driver GiB | worker GiB | top process GiB | tree PSS GiB"
-HEAD += " | tree RSS GiB | removed"
+HEAD = "command | s | rows in/s | driver GiB | worker GiB | top process GiB | top private GiB"
+HEAD += " | tree PSS GiB | tree RSS GiB | removed"
 
 
 def cells(r: dict) -> list[str]:
     if r["error"]:
-        return [r["command"], f"{r['seconds']:.1f}", "FAILED " + r["error"][:80]] + ["-"] * 6
+        return [r["command"], f"{r['seconds']:.1f}", "FAILED " + r["error"][:80]] + ["-"] * 7
     worker = r["child_gib"] if r["command"] == DT else r["worker_gib"]  # datatrove: pool process
-    gib = [r["driver_gib"], worker, r["top_gib"], r["pss_gib"], r["tree_gib"]]
+    gib = [r["driver_gib"], worker, r["top_gib"], r.get("anon_gib"), r["pss_gib"], r["tree_gib"]]
     removed = f"{r['removed']:,}" if r.get("removed") is not None else ""
     speed = f"{rate(r):,.0f}" if rate(r) else "-"
-    return [r["command"], f"{r['seconds']:.1f}", speed, *(f"{x:.2f}" for x in gib), removed]
+    shown = ("-" if x is None else f"{x:.2f}" for x in gib)  # no private peak in older runs
+    return [r["command"], f"{r['seconds']:.1f}", speed, *shown, removed]
 
 
 def table(n: int, results: list[dict]) -> list[str]:
@@ -298,6 +319,12 @@ def table(n: int, results: list[dict]) -> list[str]:
     top = max((r for r in mine if not r["error"]), key=lambda r: r["top_gib"], default=None)
     if top:
         lines.append(f"largest process: {top['top_gib']:.2f} GiB in {top['command']}: {top['top']}")
+    held = max((r for r in mine if r.get("anon_gib")), key=lambda r: r["anon_gib"], default=None)
+    if held:
+        lines.append(
+            f"largest private memory: {held['anon_gib']:.2f} GiB in {held['command']}: "
+            f"{held['anon_top']}"
+        )
     return lines
 
 
@@ -316,9 +343,16 @@ def targets(results: list[dict], earlier: list[dict], code: str) -> list[str]:
         top = max((r for (m, c), r in best.items() if m == n), key=lambda r: r["top_gib"])
         verdict = ok(top["top_gib"] <= MAX_PROC) if n == BIG else "(target at 10M)"
         lines.append(
-            f"- largest process at {n:,}: {top['top_gib']:.2f} GiB in {top['command']} "
+            f"- largest process at {n:,}: {top['top_gib']:.2f} GiB RSS in {top['command']} "
             f"[{top['top'][:50]}] {verdict}"
         )
+        mine = [r for (m, _), r in best.items() if m == n and r.get("anon_gib")]
+        if held := max(mine, key=lambda r: r["anon_gib"], default=None):
+            verdict = ok(held["anon_gib"] <= MAX_PROC) if n == BIG else "(target at 10M)"
+            lines.append(
+                f"- largest private memory at {n:,}: {held['anon_gib']:.2f} GiB in "
+                f"{held['command']} [{held['anon_top'][:50]}] {verdict}"
+            )
     growth = []
     for c in COMMANDS:
         a, b = best.get((MID, c)), best.get((BIG, c))
