@@ -138,6 +138,24 @@ def load(store: Store, info: IndexInfo, vectors_too: bool = True) -> LoadedIndex
     )
 
 
+TAKE_ROWS = 8192  # rows read between two hand-backs of the pages read
+FAULT_AROUND = 1 << 16  # bytes the kernel may map around a page it faults in
+
+
+def _hand_back(part: np.ndarray, first: int, last: int) -> None:
+    """Drop the pages of rows first..last of a memory-mapped part (and the kernel's fault-
+    around beyond them) from this process: each page fault maps up to 16 cached pages, so
+    reading 131k scattered rows of a 15 GB part mapped 7.7 GB into one process at once."""
+    mapped = getattr(part, "_mmap", None)
+    if mapped is None or not hasattr(mapped, "madvise"):
+        return
+    offset = getattr(part, "offset", 0)
+    lo = max(0, offset + first * part.strides[0] - FAULT_AROUND)
+    lo -= lo % mmap.PAGESIZE
+    hi = min(len(mapped), offset + (last + 1) * part.strides[0] + FAULT_AROUND)
+    mapped.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 class VectorParts:
     """A model's rotated vectors, memory-mapped part by part: `take` reads only the rows
     asked for, so a task holds what it works on, not the whole index."""
@@ -162,10 +180,11 @@ class VectorParts:
             mine = np.flatnonzero(part == p)
             local = rows[mine] - self.starts[p]
             order = np.argsort(local, kind="stable")  # read each part front to back
-            out[mine[order]] = self.parts[p][local[order]]
-            mapped = getattr(self.parts[p], "_mmap", None)
-            if mapped is not None and hasattr(mapped, "madvise"):
-                mapped.madvise(mmap.MADV_DONTNEED)
+            mine, local = mine[order], local[order]
+            for start in range(0, len(local), TAKE_ROWS):
+                chunk = local[start : start + TAKE_ROWS]
+                out[mine[start : start + TAKE_ROWS]] = self.parts[p][chunk]
+                _hand_back(self.parts[p], int(chunk[0]), int(chunk[-1]))
         return out
 
     def take_prefix(self, rows: np.ndarray, m: int, chunk: int = 65_536) -> np.ndarray:
