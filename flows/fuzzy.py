@@ -80,9 +80,13 @@ def fuzzy_pass(
             map_tasks(_join_step, [(folder, s, p) for s in range(p)], rows=n)
             # the texts of the pairs' items, by part: one scan of the store for all parts
             pair_files = sorted(str(f) for f in Path(folder).glob("pairs-*.parquet"))
-            texts = runtime.stage(run, "fuzzy-texts", queries.candidate_texts(pair_files, text))
+            texts = (
+                runtime.stage(run, "fuzzy-texts", queries.candidate_texts(pair_files, text)).paths
+                if pair_files  # no candidate pair at all: nothing to verify
+                else []
+            )
             # true Jaccard of each candidate pair, one task per part
-            calls = [(texts.paths, folder, v, threshold) for v in range(p)]
+            calls = [(texts, folder, v, threshold) for v in range(p)]
             map_tasks(_verify_step, calls, rows=n)
             # grouping in keep order, over the verified pairs only
             run_task(_group_step, folder, kept.rows, run.run_id, str(out_path), rows=n)
