@@ -283,7 +283,7 @@ def _write_selection(
     with uri.naming(out), store.stream(query.sql, query.params) as reader:
         if spans or redact:
             reader = _with_spans(reader, store.text_column(), redact)
-        _write_dataset(reader, path, fs)
+        uri.write_parquet_dataset(reader, path, fs)
 
 
 def _with_spans(
@@ -300,57 +300,6 @@ def _with_spans(
             yield from table.cast(schema).to_batches()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-EXPORT_FILE_ROWS = 1_000_000  # rows per exported file
-EXPORT_GROUP_ROWS = 65_536  # rows per row group
-
-
-def _write_dataset(
-    data: pa.RecordBatchReader, out: Path | str, filesystem: pafs.FileSystem | None = None
-) -> None:
-    """`data` as `part-0.parquet`, `part-1.parquet`, ... of at most EXPORT_FILE_ROWS rows in
-    the folder `out`, a row group at a time: this process holds one row group. (pyarrow's
-    `dataset.write_dataset` queued ahead of its writer: 2.3 GiB more than reading alone,
-    for 2.5M rows with 384-d vectors.)"""
-    fs = filesystem or pafs.LocalFileSystem()
-    fs.create_dir(str(out), recursive=True)
-    files, in_file = 0, 0  # files opened; rows in the open one
-    sink: pa.NativeFile | None = None
-    writer: pq.ParquetWriter | None = None
-    group: list[pa.RecordBatch] = []
-
-    def close() -> None:
-        nonlocal sink, writer, in_file
-        if writer is not None and sink is not None:
-            writer.close()
-            sink.close()
-        sink, writer, in_file = None, None, 0
-
-    def write_group() -> None:
-        nonlocal sink, writer, files, in_file, group
-        table = pa.Table.from_batches(group, data.schema)
-        if writer is None:
-            sink = fs.open_output_stream(f"{out}/part-{files}.parquet")
-            writer, files = pq.ParquetWriter(sink, data.schema), files + 1
-        writer.write_table(table)
-        in_file, group = in_file + table.num_rows, []
-        if in_file >= EXPORT_FILE_ROWS:
-            close()
-
-    try:
-        for batch in data:
-            while batch.num_rows:
-                held = sum(b.num_rows for b in group)
-                room = min(EXPORT_GROUP_ROWS, EXPORT_FILE_ROWS - in_file) - held
-                group.append(batch.slice(0, room))
-                batch = batch.slice(room)
-                if held + group[-1].num_rows == room + held:
-                    write_group()
-        if group:
-            write_group()
-    finally:
-        close()
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from thresher.flows import dedup
-from thresher.flows import select as select_flow
 from thresher.flows.score import score
 from thresher.flows.select import export, select_items
 from thresher.scoring.matryoshka import normalize
+from thresher.storage import uri
 from thresher.storage.ingest import IngestConfig, ingest
 
 from tests.helpers import clustered
@@ -228,12 +228,12 @@ def test_balance_auto_stratifies_by_label_for_random_and_by_cluster_for_hard(sco
 def test_an_export_is_written_a_row_group_at_a_time_into_files_of_bounded_rows(
     tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(select_flow, "EXPORT_GROUP_ROWS", 3)
-    monkeypatch.setattr(select_flow, "EXPORT_FILE_ROWS", 4)
+    monkeypatch.setattr(uri, "EXPORT_GROUP_ROWS", 3)
+    monkeypatch.setattr(uri, "EXPORT_FILE_ROWS", 4)
     table = pa.table({"item_id": np.arange(10), "text": [f"t{i}" for i in range(10)]})
     batches = [table.slice(0, 5), table.slice(5, 1), table.slice(6, 4)]  # uneven batches
     reader = pa.RecordBatchReader.from_batches(table.schema, [b.to_batches()[0] for b in batches])
-    select_flow._write_dataset(reader, tmp_path / "out")
+    uri.write_parquet_dataset(reader, tmp_path / "out")
     files = sorted((tmp_path / "out").iterdir())
     assert [f.name for f in files] == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
     groups = [
