@@ -4,7 +4,10 @@
         [--stop-after COMMAND] [--cache DIR] [--keep-stores]
 
 Corpus: stages.py's (PyPI summaries, ~8% exact and ~8% near copies, hashed character
-3-gram 384-d vectors), cached in DIR/corpus-N. On a fresh store, each command runs as
+3-gram 384-d vectors) with every original two summaries joined (`joined`: the same text
+lengths at every N, so a stage's growth from 1M to 10M is the growth with N; with the
+746k distinct summaries alone, 10M texts were 1.7x as long as 1M texts), cached in
+DIR/corpus-joined-N. On a fresh store, each command runs as
 its own process of the working tree's code (stages.prepare): init, ingest, dedup
 --exact / --fuzzy 0.8 / --semantic 0.95, score prototype,density, select --keep 0.3,
 export. Per command: seconds, rows in / s (rows_in of its run in the `runs` table),
@@ -168,7 +171,9 @@ def run_n(n: int, v: dict, files: list[Path], work: Path, args, code: str) -> li
             file=sys.stderr,
             flush=True,
         )
-        results.append(dict(rows=n, command=name, code=code, argv=argv, **r, **extra))
+        results.append(
+            dict(rows=n, command=name, code=code, corpus="joined", argv=argv, **r, **extra)
+        )
         return results[-1]
 
     for name, cli in cmds.items():
@@ -394,10 +399,11 @@ def main() -> None:
         r
         for f in sorted(cache.glob("scale-results-*.json"))
         for r in json.loads(f.read_text())["results"]
+        if r.get("corpus") == "joined"
     ]
     out, results = cache / f"scale-results-{stamp}.json", []
     for n in (int(x) for x in args.rows.split(",")):
-        files = corpus(n, cache)
+        files = corpus(n, cache, joined=True)
         results += run_n(n, v, files, cache / f"run-{stamp}", args, code)
         about = {"code": code, "label": v["label"], "results": results}
         out.write_text(json.dumps(about, indent=1))

@@ -96,10 +96,12 @@ def vectors(texts: list[str]) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM)
 
 
-def corpus(n: int, cache: Path, seed: int = 0) -> list[Path]:
+def corpus(n: int, cache: Path, seed: int = 0, joined: bool = False) -> list[Path]:
     """N rows in 4 Parquet files (1M rows a file above 4M), written 100k rows at a time, so
-    building 10M rows holds the texts but never a dense vector array of a whole file."""
-    out = cache / f"corpus-{n}"
+    building 10M rows holds the texts but never a dense vector array of a whole file.
+    Originals are the distinct summaries, then (past their 746k) two of them joined;
+    `joined`: every original is two joined, so texts have the same lengths at every N."""
+    out = cache / (f"corpus-joined-{n}" if joined else f"corpus-{n}")
     files = [out / f"part-{i}.parquet" for i in range(max(FILES, -(-n // FILE_ROWS)))]
     if all(f.exists() for f in files):
         return files
@@ -108,7 +110,7 @@ def corpus(n: int, cache: Path, seed: int = 0) -> list[Path]:
     base = summaries(10**8)
     n_exact = n_near = round(n * 0.08)
     n_orig = n - n_exact - n_near
-    originals = base[:n_orig]
+    originals = [] if joined else base[:n_orig]
     while len(originals) < n_orig:  # more rows than distinct summaries: join two
         i, j = rng.integers(len(base), size=2)
         originals.append(base[i] + " " + base[j])

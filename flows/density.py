@@ -49,7 +49,7 @@ def density_pass(
     )
     paths = [run.reserve("scores") for _ in range(part.groups)]
     calls = [
-        (store, info, part.folder, part.m, g, k, seed, run.run_id, str(path))
+        (store, info, part.folder, part.m, g, k, MOST, seed, run.run_id, str(path))
         for g, path in enumerate(paths)
     ]
     map_tasks(_knn_step, calls, rows=part.n)
@@ -63,6 +63,7 @@ def _knn_step(
     m: int,
     group: int,
     k: int,
+    most: int,
     seed: int,
     run_id: int,
     out_path: str,
@@ -74,7 +75,7 @@ def _knn_step(
         if asked.any():
             full = parts.take(members.row)
             local, values = kth_distance_split(
-                full, prefix(full, m), asked, k, MOST, seed + c, BLOCK
+                full, prefix(full, m), asked, k, most, seed + c, BLOCK
             )
             out_ids.append(members.item_id[local])
             out_val.append(values)

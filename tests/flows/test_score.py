@@ -97,6 +97,30 @@ def test_density_searched_within_clusters_ranks_like_the_exact_search(
     assert (approx >= exact - 1e-5).all()  # fewer candidates: never nearer than the truth
 
 
+def test_density_bound_reaches_the_tasks_and_only_narrows_the_search(
+    store, tmp_path, ray_session, monkeypatch
+) -> None:
+    from thresher.flows import density
+    from thresher.scoring.matryoshka import normalize
+    from thresher.scoring.prototypes import knn_distance
+
+    x = clustered(4000, 32, seed=11, centres=12)
+    add(store, tmp_path / "a.parquet", x, 0)
+    score(store, metrics=["density"])
+    by_id = "SELECT s.value FROM scores s JOIN items i USING (item_id) ORDER BY i.id"
+    whole = store.query(by_id).column(0).to_numpy()
+    monkeypatch.setattr(density, "MOST", 300)  # clusters of ~1,100 rows: each split again
+    again = Store.init(tmp_path / "again")
+    add(again, tmp_path / "b.parquet", x, 0)
+    score(again, metrics=["density"])
+    split = again.query(by_id).column(0).to_numpy()
+    exact = knn_distance(normalize(x))
+    assert (split >= whole - 1e-5).all()  # a part of the cluster: never a nearer neighbour
+    assert (split > whole + 1e-5).any()  # the bound reached the Ray tasks (it once did not)
+    ranks = [np.argsort(np.argsort(v)).astype(float) for v in (exact, split)]
+    assert np.corrcoef(*ranks)[0, 1] >= 0.95
+
+
 def test_density_of_new_items_only_is_searched_among_all_kept(store, tmp_path, ray_session) -> None:
     from thresher.scoring.matryoshka import normalize
     from thresher.scoring.prototypes import knn_distance
