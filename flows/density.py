@@ -27,7 +27,11 @@ from thresher.storage.store import Run, Store, write_rows
 
 PROBES = 5  # 3 gave Spearman 0.959 against the exact search on 100k items, 5 gave 0.970
 BLOCK = 4096  # queries per matrix product
-MOST = 16_384  # rows of a cluster searched together; a larger one is split again
+# rows of a cluster searched together; a larger one is split again (2 probes). Measured on
+# 10k random items of 1M (benchmarks/density.py --sample): 16,384 Spearman 0.960, 149.6 s;
+# 8,192 0.955, 87.5 s; 4,096 0.945, 63.1 s. Reached by most clusters from ~1M items on, it
+# keeps each row's candidates, and so the work per row, about constant as n grows.
+MOST = 8_192
 
 
 def density_pass(
