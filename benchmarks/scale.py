@@ -342,8 +342,11 @@ def targets(results: list[dict], earlier: list[dict], code: str) -> list[str]:
     lines = [f"targets (code {code}):"]
     big = [r for (n, _), r in best.items() if n == BIG]
     failed = ", ".join(r["command"] for r in big if r["error"])
-    done = {r["command"] for r in big if not r["error"]} >= set(COMMANDS)
-    lines.append(f"- 10M completes: {ok(done) if big else 'not run'} {failed}".rstrip())
+    ran = {r["command"] for r in big if not r["error"]}
+    verdict = "MISSED" if failed else "met" if ran >= set(COMMANDS) else "not run"
+    if big and not failed and not ran >= set(COMMANDS):  # a --stop-after run
+        verdict = f"not measured (ran {len(ran)} of {len(COMMANDS)} commands)"
+    lines.append(f"- 10M completes: {verdict} {failed}".rstrip())
     for n in sorted({n for n, _ in best}):
         top = max((r for (m, c), r in best.items() if m == n), key=lambda r: r["top_gib"])
         verdict = ok(top["top_gib"] <= MAX_PROC) if n == BIG else "(target at 10M)"
