@@ -6,10 +6,11 @@
    row's position is its keep order) writes its keys into P shard files.
 3. Bucket join: one task per shard emits candidate pairs, routed to P
    verification parts by their first position.
-4. Verification: the texts of the pairs' items are staged once, by part (one
-   scan of the store for all parts: at 10M items, 29 parts each scanning the
-   store's texts took 181 s); one task per part reads its own part of them
-   and keeps the pairs whose true Jaccard reaches the threshold.
+4. Verification: the texts of the pairs' items are staged once, a folder per
+   part (one scan of the store for all parts: at 10M items, 29 parts each
+   scanning the store's texts took 181 s; unsorted, since DuckDB's sort of
+   them failed at 1 GB); one task per part reads its own folder and keeps the
+   pairs whose true Jaccard reaches the threshold.
 5. Grouping: one task over the verified pairs only (not the items) keeps the
    first of each group in keep order; kept items of earlier runs stay kept.
 
@@ -80,11 +81,10 @@ def fuzzy_pass(
             map_tasks(_join_step, [(folder, s, p) for s in range(p)], rows=n)
             # the texts of the pairs' items, by part: one scan of the store for all parts
             pair_files = sorted(str(f) for f in Path(folder).glob("pairs-*.parquet"))
-            texts = (
-                runtime.stage(run, "fuzzy-texts", queries.candidate_texts(pair_files, text)).paths
-                if pair_files  # no candidate pair at all: nothing to verify
-                else []
-            )
+            texts = str(run.scratch("fuzzy-texts"))  # no candidate pair: stays empty
+            if pair_files:
+                query = queries.candidate_texts(pair_files, text)
+                runtime.stage_parts(run, "fuzzy-texts", query, "part")
             # true Jaccard of each candidate pair, one task per part
             calls = [(texts, folder, v, threshold) for v in range(p)]
             map_tasks(_verify_step, calls, rows=n)
@@ -135,7 +135,7 @@ def _join_step(folder: str, shard: int, parts: int) -> int:
     return len(pairs)
 
 
-def _verify_step(texts: list[str], folder: str, part: int, threshold: float) -> int:
+def _verify_step(texts: str, folder: str, part: int, threshold: float) -> int:
     files = sorted(Path(folder).glob(f"pairs-v{part:05d}-*.parquet"))
     if not files:
         return 0
@@ -160,16 +160,17 @@ def _verify_step(texts: list[str], folder: str, part: int, threshold: float) -> 
     return int(ok.sum())
 
 
-def _part_texts(paths: list[str], part: int, ids: np.ndarray) -> pa.Array:
-    """The text of each of the sorted `ids` from the staged candidate texts of `part` (only
-    row groups whose part range holds it are read); null where the store has no text."""
-    tables = [
-        pq.read_table(p, columns=["item_id", "text"], filters=[("part", "=", part)]) for p in paths
-    ]
+def _part_texts(folder: str, part: int, ids: np.ndarray) -> pa.Array:
+    """The text of each of the sorted `ids` from the staged candidate texts of `part` (its
+    own folder `part=N/` of the staged texts, `runtime.stage_parts`); null where the store
+    has no text."""
+    files = sorted(Path(folder, f"part={part}").glob("*.parquet"))
+    tables = [pq.read_table(f, columns=["item_id", "text"]) for f in files]
     if not tables or not sum(t.num_rows for t in tables):
         return pa.nulls(len(ids), pa.string())
     table = pa.concat_tables(tables)
-    have = table.column("item_id").to_numpy()  # sorted: the file is in (part, item_id) order
+    table = table.take(pc.sort_indices(table.column("item_id")))
+    have = table.column("item_id").to_numpy()
     at = np.minimum(np.searchsorted(have, ids), len(have) - 1)
     text = table.column("text").take(pa.array(at)).combine_chunks().cast(pa.string())
     return pc.if_else(pa.array(have[at] == ids), text, pa.scalar(None, pa.string()))

@@ -46,6 +46,19 @@ def stage(run: Run, name: str, query: Query) -> Staged:
     return Staged([str(path)] if rows else [], rows)
 
 
+def _copy_parts(store: Store, query: Query, path: str, column: str) -> int:
+    return store.copy_to(query.sql, Path(path), query.params, partition_by=column)
+
+
+def stage_parts(run: Run, name: str, query: Query, column: str) -> Path:
+    """Write `query`'s result to the run's scratch folder `name`, one folder per value of
+    `column` (`column=value/*.parquet`, see `Store.copy_to`), in a Ray task; no ORDER BY
+    needed for readers that each want one value's rows."""
+    path = run.scratch(name)
+    run_task(_copy_parts, run.store, query, str(path), column, rows=run.store.item_count(), cpus=1)
+    return path
+
+
 def write_query(run: Run, table: str, query: Query) -> int:
     """Add `query`'s result to `table` as a new file of this run (in a Ray task); its rows."""
     path = run.reserve(table)

@@ -144,15 +144,16 @@ def exact_duplicates(todo: list[str], checked: list[str], run_id: int) -> Query:
 
 def candidate_texts(pair_files: list[str], text_column: str) -> Query:
     """(part, item_id, text) of every item of the candidate pairs in `pair_files` (part,
-    id_a, id_b), once per verification part that needs it, in (part, item_id) order: the
-    store's texts are scanned once for all the parts, not once per part."""
+    id_a, id_b), once per verification part that needs it: the store's texts are scanned
+    once for all the parts, not once per part. Unordered: written partitioned by part
+    (`runtime.stage_parts`); sorting the texts failed at 10M items."""
     pairs = _files(pair_files)
     return Query(
         "SELECT n.part, n.item_id, i." + _quote(text_column) + " AS text FROM ("
         f"  SELECT DISTINCT part, item_id FROM ("
         f"    SELECT part, id_a AS item_id FROM {pairs} UNION ALL "
         f"    SELECT part, id_b AS item_id FROM {pairs})"
-        ") n JOIN items i USING (item_id) ORDER BY n.part, n.item_id"
+        ") n JOIN items i USING (item_id)"
     )
 
 

@@ -141,18 +141,22 @@ def test_partitioned_fuzzy_equals_the_single_process_groups(
     assert len(reference) > 20
 
 
-def test_a_verification_part_reads_its_own_texts_from_the_staged_file(tmp_path) -> None:
+def test_a_verification_part_reads_its_own_texts_from_the_staged_folder(store, tmp_path) -> None:
     from thresher.flows.fuzzy import _part_texts
 
-    # (part, item_id) order, as the staged candidate texts are; 2-row row groups
-    parts, ids = [0, 0, 1, 1, 1, 2], [5, 9, 3, 5, 7, 1]
+    # unordered, as the candidate texts are staged (sorting them failed at 10M items)
+    parts, ids = [1, 0, 1, 2, 0, 1], [7, 9, 3, 1, 5, 5]
     texts = [f"p{p}-{i}" for p, i in zip(parts, ids, strict=True)]
-    path = tmp_path / "texts.parquet"
-    pq.write_table(pa.table({"part": parts, "item_id": ids, "text": texts}), path, row_group_size=2)
-    got = _part_texts([str(path)], 1, np.array([3, 4, 7], np.int64))
-    assert got.to_pylist() == ["p1-3", None, "p1-7"]  # 4: not in the store
-    assert _part_texts([str(path)], 9, np.array([1], np.int64)).to_pylist() == [None]
-    assert _part_texts([], 0, np.array([5], np.int64)).to_pylist() == [None]
+    src = tmp_path / "texts.parquet"
+    pq.write_table(pa.table({"part": parts, "item_id": ids, "text": texts}), src)
+    folder = tmp_path / "staged"
+    sql = f"SELECT * FROM read_parquet('{src}')"
+    assert store.copy_to(sql, folder, partition_by="part", row_group_rows=2) == 6
+    assert sorted(p.name for p in folder.iterdir()) == ["part=0", "part=1", "part=2"]
+    got = _part_texts(str(folder), 1, np.array([3, 4, 5, 7], np.int64))
+    assert got.to_pylist() == ["p1-3", None, "p1-5", "p1-7"]  # 4: not in the store
+    assert _part_texts(str(folder), 9, np.array([1], np.int64)).to_pylist() == [None]
+    assert _part_texts(str(tmp_path / "no"), 0, np.array([5], np.int64)).to_pylist() == [None]
 
 
 @pytest.mark.parametrize(("groups", "keep"), [(1, "first"), (3, "hard")])
