@@ -81,12 +81,12 @@ def fuzzy_pass(
             map_tasks(_join_step, [(folder, s, p) for s in range(p)], rows=n)
             # the texts of the pairs' items, by part: one scan of the store for all parts
             pair_files = sorted(str(f) for f in Path(folder).glob("pairs-*.parquet"))
-            texts = str(run.scratch("fuzzy-texts"))  # no candidate pair: stays empty
+            texts = run.scratch("fuzzy-texts")  # no candidate pair: stays empty
             if pair_files:
                 query = queries.candidate_texts(pair_files, text)
-                runtime.stage_parts(run, "fuzzy-texts", query, "part")
+                texts = runtime.stage_parts(run, "fuzzy-texts", query, "part")
             # true Jaccard of each candidate pair, one task per part
-            calls = [(texts, folder, v, threshold) for v in range(p)]
+            calls = [(str(texts), folder, v, threshold) for v in range(p)]
             map_tasks(_verify_step, calls, rows=n)
             # grouping in keep order, over the verified pairs only
             run_task(_group_step, folder, kept.rows, run.run_id, str(out_path), rows=n)

@@ -35,8 +35,10 @@ class Staged:
     rows: int
 
 
-def _copy(store: Store, query: Query, path: str) -> int:
-    return store.copy_to(query.sql, Path(path), query.params, sandbox=query.user_sql)
+def _copy(store: Store, query: Query, path: str, column: str | None = None) -> int:
+    return store.copy_to(
+        query.sql, Path(path), query.params, sandbox=query.user_sql, partition_by=column
+    )
 
 
 def stage(run: Run, name: str, query: Query) -> Staged:
@@ -46,16 +48,12 @@ def stage(run: Run, name: str, query: Query) -> Staged:
     return Staged([str(path)] if rows else [], rows)
 
 
-def _copy_parts(store: Store, query: Query, path: str, column: str) -> int:
-    return store.copy_to(query.sql, Path(path), query.params, partition_by=column)
-
-
 def stage_parts(run: Run, name: str, query: Query, column: str) -> Path:
     """Write `query`'s result to the run's scratch folder `name`, one folder per value of
     `column` (`column=value/*.parquet`, see `Store.copy_to`), in a Ray task; no ORDER BY
     needed for readers that each want one value's rows."""
     path = run.scratch(name)
-    run_task(_copy_parts, run.store, query, str(path), column, rows=run.store.item_count(), cpus=1)
+    run_task(_copy, run.store, query, str(path), column, rows=run.store.item_count(), cpus=1)
     return path
 
 
