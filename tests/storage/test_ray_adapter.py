@@ -87,3 +87,26 @@ def test_parquet_files_are_read_by_the_workers(ray_session, tmp_path) -> None:
 def test_a_stage_error_reaches_the_caller_as_itself(ray_session) -> None:
     with pytest.raises(ValueError, match=r"needs column\(s\) 'x'; the input has: z"):
         list(run_stage(Double(), pa.table({"z": [1, 2]})))
+
+
+def _threads() -> tuple[int, int]:
+    """(BLAS threads, FAISS OpenMP threads) in this process, importing both."""
+    import faiss
+    import numpy  # noqa: F401  # loads the BLAS threadpoolctl reports
+    from threadpoolctl import threadpool_info
+
+    blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(blas), faiss.omp_get_max_threads()
+
+
+def test_a_reused_worker_runs_each_task_on_its_own_cpus(ray_session) -> None:
+    """Ray reuses worker processes across tasks of different sizes; a library sizes its
+    pool at import, so without resizing a 1-CPU task after a 2-CPU one ran on 2 threads
+    (and a 2-CPU task in a worker that started on a 1-CPU one ran on 1)."""
+    from thresher.storage.ray_adapter import map_tasks, run_task
+
+    before = map_tasks(_threads, [()] * 4, rows=10**6, cpus=1)
+    wide = run_task(_threads, rows=10**6, cpus=2)
+    after = map_tasks(_threads, [()] * 4, rows=10**6, cpus=1)
+    assert before == after == [(1, 1)] * 4
+    assert wide == (2, 2)
