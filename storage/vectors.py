@@ -17,7 +17,7 @@ rotation can be refit without embedding anything again.
 from __future__ import annotations
 
 import json
-import mmap
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -138,27 +138,41 @@ def load(store: Store, info: IndexInfo, vectors_too: bool = True) -> LoadedIndex
     )
 
 
-TAKE_ROWS = 8192  # rows read between two hand-backs of the pages read
-FAULT_AROUND = 1 << 16  # bytes the kernel may map around a page it faults in
+READ_ROWS = 8192  # most rows one read asks for (a run of consecutive rows is one read)
 
 
-def _hand_back(part: np.ndarray, first: int, last: int) -> None:
-    """Drop the pages of rows first..last of a memory-mapped part (and the kernel's fault-
-    around beyond them) from this process: each page fault maps up to 16 cached pages, so
-    reading 131k scattered rows of a 15 GB part mapped 7.7 GB into one process at once."""
-    mapped = getattr(part, "_mmap", None)
-    if mapped is None or not hasattr(mapped, "madvise"):
-        return
-    offset = getattr(part, "offset", 0)
-    lo = max(0, offset + first * part.strides[0] - FAULT_AROUND)
-    lo -= lo % mmap.PAGESIZE
-    hi = min(len(mapped), offset + (last + 1) * part.strides[0] + FAULT_AROUND)
-    mapped.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+def _read_rows(part: np.memmap, local: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows `local` (sorted, unique) of a `.npy` part, read with `preadv` straight into the
+    result, one read per run of consecutive rows: nothing of the part is mapped into this
+    process. Reading through the memory map instead faulted in up to 16 pages around each
+    scattered row and handed them back after: 261 ms for 30,000 random rows of a 13 GB part,
+    a quarter of it in the kernel, against 72 ms read this way (54 and 53 ms on a 1.3 GB
+    part). Into `out` (C-contiguous, len(local) rows) when given."""
+    width = part.strides[0]
+    if out is None:
+        out = np.empty((len(local), *part.shape[1:]), part.dtype)
+    view = out.data.cast("B")
+    breaks = np.flatnonzero(np.diff(local) != 1) + 1
+    firsts = np.concatenate([[0], breaks]).astype(np.int64).tolist()
+    lasts = np.concatenate([breaks, [len(local)]]).astype(np.int64).tolist()
+    at = (part.offset + local.astype(np.int64) * width).tolist()
+    assert part.filename is not None, "a part is a file opened as a memory map"
+    fd = os.open(part.filename, os.O_RDONLY)
+    try:
+        for first, last in zip(firsts, lasts, strict=True):
+            for lo in range(first, last, READ_ROWS):
+                hi = min(last, lo + READ_ROWS)
+                if os.preadv(fd, [view[lo * width : hi * width]], at[lo]) != (hi - lo) * width:
+                    raise ThresherError(f"{part.filename}: short read at byte {at[lo]}")
+    finally:
+        os.close(fd)
+    return out
 
 
 class VectorParts:
-    """A model's rotated vectors, memory-mapped part by part: `take` reads only the rows
-    asked for, so a task holds what it works on, not the whole index."""
+    """A model's rotated vectors, part by part (`.npy` files, opened as memory maps for
+    their shape only): `take` reads only the rows asked for, so a task holds what it works
+    on, not the whole index, and no page of a part stays in its memory."""
 
     def __init__(self, store: Store, info: IndexInfo) -> None:
         root = store.root
@@ -170,21 +184,17 @@ class VectorParts:
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), d) float32 of global row numbers `rows`, in their order. The pages
-        read are handed back to the kernel afterwards, so they do not stay in this
-        process's memory."""
+        """(len(rows), d) float32 of global row numbers `rows`, in their order, each part
+        read front to back (`_read_rows`)."""
         d = self.parts[0].shape[1] if self.parts else 0
         out = np.empty((len(rows), d), np.float32)
         part = np.searchsorted(self.starts, rows, side="right") - 1
+        if len(rows) and (part[0] == part[-1]) and (np.diff(rows) > 0).all():
+            return _read_rows(self.parts[part[0]], rows - self.starts[part[0]], out)
         for p in np.unique(part).tolist():
             mine = np.flatnonzero(part == p)
-            local = rows[mine] - self.starts[p]
-            order = np.argsort(local, kind="stable")  # read each part front to back
-            mine, local = mine[order], local[order]
-            for start in range(0, len(local), TAKE_ROWS):
-                chunk = local[start : start + TAKE_ROWS]
-                out[mine[start : start + TAKE_ROWS]] = self.parts[p][chunk]
-                _hand_back(self.parts[p], int(chunk[0]), int(chunk[-1]))
+            local, back = np.unique(rows[mine] - self.starts[p], return_inverse=True)
+            out[mine] = _read_rows(self.parts[p], local)[back]
         return out
 
     def take_prefix(self, rows: np.ndarray, m: int, chunk: int = 65_536) -> np.ndarray:

@@ -22,11 +22,13 @@ def _parts(tmp_path, sizes: list[int], d: int = 8) -> tuple[vectors.VectorParts,
 
 
 def test_take_reads_rows_across_parts_in_the_order_asked(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(vectors, "TAKE_ROWS", 7)  # many hand-backs per part
+    monkeypatch.setattr(vectors, "READ_ROWS", 7)  # runs of consecutive rows in several reads
     parts, whole = _parts(tmp_path, [50, 3, 120])
     rows = np.random.default_rng(1).choice(len(whole), 100, replace=False)
     rows = np.concatenate([rows, rows[:5]])  # repeated rows too
     np.testing.assert_array_equal(parts.take(rows), whole[rows])
+    np.testing.assert_array_equal(parts.take(np.arange(60, 150)), whole[60:150])  # one part
+    np.testing.assert_array_equal(parts.take(np.arange(40, 60)), whole[40:60])  # runs, 3 parts
     np.testing.assert_array_equal(parts.take(np.zeros(0, np.int64)), whole[:0])
 
 
@@ -36,7 +38,7 @@ def _status(key: str) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
-def test_pages_read_are_handed_back_as_they_are_read(tmp_path) -> None:
+def test_take_maps_no_page_of_the_part(tmp_path) -> None:
     parts, whole = _parts(tmp_path, [320_000], d=64)  # an 82 MB part
     rows = np.arange(0, 320_000, 4)  # every page of it, 20 MB out
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS := RSS now
