@@ -340,7 +340,7 @@ def targets(results: list[dict], earlier: list[dict], code: str) -> list[str]:
         return "met" if c else "MISSED"
 
     lines = [f"targets (code {code}):"]
-    big = [r for (n, _), r in best.items() if n == BIG]
+    big = [r for (n, c), r in best.items() if n == BIG and c != DT]  # thresher's commands
     failed = ", ".join(r["command"] for r in big if r["error"])
     ran = {r["command"] for r in big if not r["error"]}
     verdict = "MISSED" if failed else "met" if ran >= set(COMMANDS) else "not run"
