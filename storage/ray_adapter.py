@@ -206,12 +206,15 @@ def _sized_task(fn: Callable[..., Any], cpus: float, *args: Any, **kwargs: Any) 
     return fn(*args, **kwargs)
 
 
-def _remote(fn: Callable[..., Any], cpus: float, retries: int) -> Any:
-    """A Ray task of `cpus` CPUs that runs `fn` on that many threads, named after `fn`."""
+def _submit(
+    fn: Callable[..., Any], cpus: float, retries: int, *args: Any, **kwargs: Any
+) -> ray.ObjectRef:
+    """`fn(*args, **kwargs)` as a Ray task of `cpus` CPUs on that many threads, named
+    after `fn`."""
     import ray
 
-    name = getattr(fn, "__name__", "task")
-    return ray.remote(num_cpus=cpus, max_retries=retries)(_sized_task).options(name=name)
+    task = ray.remote(num_cpus=cpus, max_retries=retries)(_sized_task)
+    return task.options(name=getattr(fn, "__name__", "task")).remote(fn, cpus, *args, **kwargs)
 
 
 def _get(ref: ray.ObjectRef) -> Any:
@@ -284,7 +287,7 @@ def run_task(
     failures = 0
     while True:
         n_cpus = cpus or global_cpus()
-        ref = _remote(fn, n_cpus, 0).remote(fn, n_cpus, *args, **kwargs)
+        ref = _submit(fn, n_cpus, 0, *args, **kwargs)
         try:
             if _await_feasible(ref, n_cpus):
                 return _get(ref)
@@ -314,8 +317,7 @@ def map_tasks(
     if not use_ray(rows):
         return [fn(*args) for args in calls]
     ensure_ray()
-    task = _remote(fn, cpus, 2)
-    refs = [task.remote(fn, cpus, *args) for args in calls]
+    refs = [_submit(fn, cpus, 2, *args) for args in calls]
     return [_get(ref) for ref in refs]
 
 
