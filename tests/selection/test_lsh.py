@@ -11,6 +11,7 @@ import pytest
 from thresher.selection.lsh import (
     band_keys,
     bucket_pairs,
+    key_hash,
     keys_from_arrow,
     keys_to_arrow,
     shard_of,
@@ -63,3 +64,24 @@ def test_keys_are_band_slices_and_shards_cover_every_key() -> None:
     where = shard_of(keys, 5)
     assert where.min() >= 0 and where.max() < 5
     np.testing.assert_array_equal(where, shard_of(keys.copy(), 5))  # deterministic
+
+
+def _mix_after_first_word(w0: int) -> int:
+    """key_hash's state after the first 8 bytes of a key (its loop, one step)."""
+    m = (1 << 64) - 1
+    h = ((0x9E3779B97F4A7C15 ^ w0) * 0xBF58476D1CE4E5B9) & m
+    return h ^ (h >> 31)
+
+
+def test_keys_with_the_same_hash_are_told_apart_by_their_bytes() -> None:
+    # two different 16-byte keys with the same 64-bit hash, built from the mix's steps
+    a0, a1, b0 = 1, 2, 3
+    b1 = _mix_after_first_word(a0) ^ _mix_after_first_word(b0) ^ a1
+    a = np.array([a0, a1], "<u8").view(np.uint8)
+    b = np.array([b0, b1], "<u8").view(np.uint8)
+    assert key_hash(np.stack([a, b]))[0] == key_hash(np.stack([a, b]))[1]
+    keys = np.stack([a, b, a, b, b])  # positions 0..4: a bucket {0, 2} and a bucket {1, 3, 4}
+    pairs = bucket_pairs(keys, np.arange(5))
+    assert pairs.tolist() == [[0, 2], [1, 3], [1, 4], [3, 4]]
+    shuffled = bucket_pairs(keys[::-1], np.arange(5)[::-1])  # positions out of order
+    assert shuffled.tolist() == pairs.tolist()

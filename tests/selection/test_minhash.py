@@ -75,3 +75,26 @@ def test_fuzzy_duplicates_find_edits_and_keep_the_first() -> None:
 def test_bad_threshold_is_refused() -> None:
     with pytest.raises(ValueError, match=r"in \(0, 1\)"):
         LSHParams(threshold=1.5)
+
+
+def test_hashes_and_signatures_are_the_ones_earlier_runs_saved() -> None:
+    """Stores keep signatures for later runs: a faster hash must give the same values
+    (pinned from the first implementation, which gathered each shingle's bytes)."""
+    texts = pa.array(["Hello,  World!", "", "abc", "naïve café"])
+    hashes, offsets = shingle_hashes(texts)
+    assert offsets.tolist() == [0, 9, 10, 11, 19]
+    assert hashes[:4].tolist() == [3755374058, 2450018647, 448811107, 3025797580]
+    assert hashes[8:11].tolist() == [1635157828, 2197221819, 3108151139]  # "", "abc"
+    sig = minhash_signatures(hashes, offsets, LSHParams(num_perm=4))
+    assert sig.tolist() == [
+        [533334080, 721192528, 414632736, 514742985],
+        [1646472581, 4064750266, 3865558576, 158222762],
+        [4006557615, 2256013906, 3806113300, 3590355167],
+        [373317347, 150455614, 70084984, 320104727],
+    ]
+    # a text longer than a chunk, and one thread or several: the same signatures
+    long = shingle_hashes(pa.array(["x" * 3000, "y" * 20, "z"]))
+    one = minhash_signatures(*long, LSHParams(num_perm=8), chunk=64, threads=1)
+    np.testing.assert_array_equal(
+        one, minhash_signatures(*long, LSHParams(num_perm=8), chunk=64, threads=3)
+    )
