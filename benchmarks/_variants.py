@@ -97,6 +97,18 @@ def fine_clusters(k: int) -> Callable[[Signals, int], np.ndarray]:
     return pick
 
 
+def label_fine_clusters(k: int) -> Callable[[Signals, int], np.ndarray]:
+    """Random, stratified over (label, fine cluster) cells of k k-means clusters
+    (proportional quotas): each class's share, spread over its neighbourhoods."""
+
+    def pick(s: Signals, budget: int) -> np.ndarray:
+        cluster, _, _ = prototype_scores(s.x, spherical_kmeans(s.x, k, seed=s.seed))
+        cells = s.y.astype(np.int64) * k + cluster
+        return select(len(s.y), budget, "random", groups=cells, seed=s.seed)
+
+    return pick
+
+
 def class_hard(s: Signals, budget: int) -> np.ndarray:
     """Class-conditional prototypes: k-means inside each label, hard within the class."""
     distance = np.empty(len(s.y), np.float32)
@@ -176,6 +188,8 @@ VARIANTS: dict[str, Callable[[Signals, int], np.ndarray]] = {
     "ccs, 50 strata, 20% tail, label-balanced": ccs_strata(50, 0.2),
     "20% hard + 80% random, label-balanced": hard_random_mix(0.2),
     "50% hard + 50% random, label-balanced": hard_random_mix(0.5),
+    "random over label x 30 fine clusters": label_fine_clusters(30),
+    "random over label x 100 fine clusters": label_fine_clusters(100),
 }
 
 

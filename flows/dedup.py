@@ -90,10 +90,10 @@ def dedup_semantic(
     """SemDeDup over the model's rotated vectors, partitioned by cluster
     (`thresher.flows.semantic`; `groups` overrides the data-sized count, `most` the
     cluster size past which a cluster is split again)."""
-    from thresher.flows.embed import IndexConfig, update_index
+    from thresher.flows.embed import update_index
 
     model = vstore.pick_model(store, model)
-    info = update_index(store, model, IndexConfig())  # adds vectors embedded since
+    info = update_index(store, model, shortlist=False)  # new vectors added
     config = {"method": "semantic", "threshold": threshold, "model": model, "keep": keep}
     most = most or SemanticParams.most
     params = SemanticParams(threshold=threshold, prefix_dim=info.shortlist_dim, most=most)

@@ -22,6 +22,7 @@ from thresher.storage.ray_adapter import run_task
 from thresher.storage.store import StageCounts, Store
 
 ROTATION_SAMPLE = 50_000
+SHORTLIST_BATCH = 65_536  # rotated vectors read at a time to fill a shortlist index
 
 
 @dataclass(frozen=True)
@@ -93,25 +94,47 @@ def embed(
                 )
             run.record(StageCounts("embed", config.name, staged.rows, staged.rows, 0, 0))
             run.message = f"{staged.rows} items embedded with {config.name}"
-    info = update_index(store, config.name, index or IndexConfig())
+    info = update_index(store, config.name, index)  # None: the latest settings
     return EmbedReport(config.name, n_todo, total - n_todo, info)
 
 
-def update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo:
+def update_index(
+    store: Store, model: str, cfg: IndexConfig | None = None, shortlist: bool = True
+) -> vstore.IndexInfo:
     """Bring a model's index up to date (a global step: one Ray task, its own store run).
 
-    Up to date already (the same settings, as many vectors as the model has): nothing
-    runs and Ray is not started."""
+    Without `shortlist` (semantic dedup, density: they read only the rotated vectors) a
+    version that has no shortlist index yet gets none; with it (embed, index, search)
+    the shortlist is built when missing (an HNSW index over 1M items took 367 s of the
+    411 s of `dedup --semantic` on 2 cores). Up to date already (the same settings, as
+    many vectors as the model has, a shortlist if asked for): nothing runs and Ray is
+    not started. No `cfg`: the latest version's settings (the defaults for the first),
+    so that dedup, score and search add to an index built with `thresher index --kind
+    ...` instead of rebuilding it with the defaults."""
     previous = vstore.latest_index(store, model)
+    if cfg is None:
+        cfg = IndexConfig() if previous is None else settings_of(previous)
     if (
         previous is not None
         and not _rebuild(previous, cfg)
         and vstore.embedding_models(store).get(model, 0) == previous.n_items
+        and (previous.has_shortlist or not shortlist)
     ):
         return previous
     rows = vstore.embedding_models(store).get(model, 0)
-    info: vstore.IndexInfo = run_task(_update_index, store, model, cfg, rows=rows)
+    info: vstore.IndexInfo = run_task(_update_index, store, model, cfg, shortlist, rows=rows)
     return info
+
+
+def settings_of(info: vstore.IndexInfo) -> IndexConfig:
+    """The settings an index version was built with."""
+    return IndexConfig(
+        dims=tuple(info.dims),
+        shortlist_dim=info.shortlist_dim,
+        rotation=info.rotation,
+        kind=info.kind,
+        codes=info.codes,
+    )
 
 
 def _rebuild(previous: vstore.IndexInfo | None, cfg: IndexConfig) -> bool:
@@ -125,8 +148,18 @@ def _rebuild(previous: vstore.IndexInfo | None, cfg: IndexConfig) -> bool:
     )
 
 
-def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInfo:
-    """Add new vectors to a model's index, or refit the rotation and rebuild it."""
+def _update_index(store: Store, model: str, cfg: IndexConfig, shortlist: bool) -> vstore.IndexInfo:
+    """Add new vectors to a model's index, or refit the rotation and rebuild it; then
+    build its shortlist index if asked for and missing."""
+    info = _add_or_rebuild(store, model, cfg, shortlist)
+    if shortlist and not info.has_shortlist:
+        info = _build_shortlist(store, info, cfg)
+    return info
+
+
+def _add_or_rebuild(
+    store: Store, model: str, cfg: IndexConfig, shortlist: bool
+) -> vstore.IndexInfo:
     previous = vstore.latest_index(store, model)
     if not _rebuild(previous, cfg):
         assert previous is not None
@@ -136,11 +169,12 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
             return previous
         ids = np.concatenate([p[0] for p in parts])
         rotated = normalize(np.concatenate([p[1] for p in parts])) @ loaded.rotation
-        add(
-            loaded.shortlist,
-            prefix(rotated, previous.shortlist_dim),
-            np.arange(len(loaded.ids), len(loaded.ids) + len(ids)),
-        )
+        if loaded.shortlist is not None:  # else the first search builds it over every part
+            add(
+                loaded.shortlist,
+                prefix(rotated, previous.shortlist_dim),
+                np.arange(len(loaded.ids), len(loaded.ids) + len(ids)),
+            )
         with store.run("index", {"model": model, "mode": "add"}) as run:
             info = vstore.write_version(
                 run,
@@ -171,9 +205,15 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
     shortlist_dim = cfg.shortlist_dim or (128 if 128 in dims else dims[0])
     if shortlist_dim not in dims:
         raise ThresherError(f"shortlist dim {shortlist_dim} is not one of the prefix dims {dims}")
-    train = prefix(sample @ rotation, shortlist_dim)
-    shortlist = new_index(shortlist_dim, n, cfg.kind, cfg.codes, train=train, seed=cfg.seed)
-    del sample, train
+    index = (
+        new_index(
+            shortlist_dim, n, cfg.kind, cfg.codes, train=prefix(sample @ rotation, shortlist_dim),
+            seed=cfg.seed,
+        )
+        if shortlist
+        else None
+    )  # fmt: skip
+    del sample
     with store.run("index", {"model": model, "mode": "build", **dataclasses.asdict(cfg)}) as run:
         part = vstore.PartWriter(run, model, n, d)
         ids = np.empty(n, np.int64)
@@ -182,7 +222,8 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
             rotated = normalize(batch) @ rotation
             part.write(rotated)
             ids[pos : pos + len(rotated)] = batch_ids
-            add(shortlist, prefix(rotated, shortlist_dim), np.arange(pos, pos + len(rotated)))
+            if index is not None:
+                add(index, prefix(rotated, shortlist_dim), np.arange(pos, pos + len(rotated)))
             pos += len(rotated)
         part.close()
         info = vstore.write_version(
@@ -195,12 +236,44 @@ def _update_index(store: Store, model: str, cfg: IndexConfig) -> vstore.IndexInf
             shortlist_dim=shortlist_dim,
             new_ids=ids,
             new_vectors=None,
-            shortlist=shortlist,
+            shortlist=index,
             kind=cfg.kind,
             codes=cfg.codes,
         )
         run.record(StageCounts("index", model, n, n, 0, 0))
     return info
+
+
+def _build_shortlist(store: Store, info: vstore.IndexInfo, cfg: IndexConfig) -> vstore.IndexInfo:
+    """A version with the same rotated vectors and a shortlist index over them, trained
+    (IVF, codes) on the rows a full build trains on, filled a batch at a time."""
+    parts = vstore.VectorParts(store, info)
+    n = info.n_items
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(n, min(n, ROTATION_SAMPLE), replace=False))
+    train = parts.take_prefix(sample, info.shortlist_dim)
+    index = new_index(info.shortlist_dim, n, info.kind, info.codes, train=train, seed=cfg.seed)
+    del train
+    for start in range(0, n, SHORTLIST_BATCH):
+        rows = np.arange(start, min(n, start + SHORTLIST_BATCH))
+        add(index, parts.take_prefix(rows, info.shortlist_dim), rows)
+    with store.run("index", {"model": info.model, "mode": "shortlist"}) as run:
+        out = vstore.write_version(
+            run,
+            info.model,
+            info,
+            rotation_kind=info.rotation,
+            rotation=None,
+            dims=info.dims,
+            shortlist_dim=info.shortlist_dim,
+            new_ids=np.zeros(0, np.int64),
+            new_vectors=None,
+            shortlist=index,
+            kind=info.kind,
+            codes=info.codes,
+        )
+        run.record(StageCounts("index", info.model, n, n, 0, 0))
+    return out
 
 
 def _rows_at(store: Store, model: str, positions: np.ndarray) -> np.ndarray:
@@ -232,8 +305,11 @@ def search(
     if k < 1:
         raise ThresherError(f"k must be >= 1, got {k}")
     model = vstore.pick_model(store, model)
-    info = vstore.latest_index(store, model) or update_index(store, model, IndexConfig())
+    info = vstore.latest_index(store, model)
+    if info is None or not info.has_shortlist:  # dedup and density leave it to a search
+        info = update_index(store, model)
     loaded = vstore.load(store, info)
+    assert loaded.shortlist is not None
     if like is not None:
         where = np.flatnonzero(loaded.ids == like)
         if not len(where):

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from thresher.flows import runtime
 from thresher.flows.config import DEFAULT_SCORE_METRICS, SCORE_METRICS
 from thresher.flows.density import density_pass
-from thresher.flows.embed import IndexConfig, update_index
+from thresher.flows.embed import update_index
 from thresher.flows.label_issues import score_label_issues
 from thresher.flows.quality import last_key, reference_key, score_quality
 from thresher.flows.runtime import Progress
@@ -80,8 +80,9 @@ def score(
     scored: dict[str, int] = {}
     notes = []
     k = 0
-    # density searches the model's index (updated first: it commits a run of its own)
-    index = update_index(store, model, IndexConfig()) if "density" in metrics else None
+    # density reads the model's rotated vectors (the index brought up to date first: it
+    # commits a run of its own; no shortlist index, which only search uses)
+    index = update_index(store, model, shortlist=False) if "density" in metrics else None
     with store.run("score", {**config, "refit": refit, "seed": seed}) as run:
         # prototypes: spherical k-means once (a Ray task), then every new item against the
         # saved centroids on Ray workers, streamed into clusters and scores

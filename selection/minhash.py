@@ -32,8 +32,7 @@ import pyarrow as pa
 from thresher.selection.exact import normalize_text
 from thresher.selection.groups import resolve
 from thresher.storage.errors import ThresherError
-from thresher.storage.ray_adapter import task_threads
-from thresher.storage.stage import Resources, Stage
+from thresher.storage.stage import Resources, Stage, task_threads
 
 SHINGLE = 5
 _PRIME = np.uint64(1_000_003)
@@ -133,7 +132,7 @@ def minhash_signatures(
     `chunk` shingles at a time keep the (chunk, num_perm) products in cache and in one
     buffer per thread, computed in place (1024: 1.56 s for 50k texts of 121 bytes on one
     core, against 2.2 s for 4096 with a new array per step). `threads` defaults to the
-    CPUs of the Ray task that runs it (`ray_adapter.task_threads`).
+    CPUs of the Ray task that runs it (`stage.task_threads`).
     """
     rng = np.random.default_rng(params.seed)
     a = rng.integers(0, 1 << 63, size=params.num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(

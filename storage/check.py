@@ -165,7 +165,8 @@ def _index_checker(
             what = f"vector parts hold {vectors} vectors and {ids} ids; expected {n_items}"
             out.append(Problem(f"indexes/{model}", what, fix))
         try:
-            load_index(store.root / shortlist)
+            if shortlist:  # "": not built yet, the first search builds it
+                load_index(store.root / shortlist)
         except Exception as exc:  # faiss raises RuntimeError on a damaged file
             out.append(Problem(shortlist, f"not a readable FAISS index ({_short(exc)})", fix))
         return out

@@ -200,12 +200,6 @@ def fit_threads(cpus: float) -> None:
     os.environ["OMP_NUM_THREADS"] = str(n)  # for a library the task imports later
 
 
-def task_threads() -> int:
-    """The threads this process should use: the CPUs of the Ray task or actor that runs
-    it (`fit_threads`), else every CPU of the machine."""
-    return int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
-
-
 def _sized_task(fn: Callable[..., Any], cpus: float, *args: Any, **kwargs: Any) -> Any:
     """`fn(*args, **kwargs)` in a Ray task of `cpus` CPUs, on that many threads."""
     fit_threads(cpus)

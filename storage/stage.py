@@ -14,6 +14,7 @@ stays cheap and usable on a machine with only NumPy, pyarrow and torch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -79,3 +80,9 @@ def arrow_to_vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     n = len(column)
     flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return flat.reshape(n, -1) if n else np.zeros((0, 0), np.float32)
+
+
+def task_threads() -> int:
+    """The threads this process should use: the CPUs of the Ray task or actor that runs
+    it (`ray_adapter.fit_threads` sets OMP_NUM_THREADS to them), else every CPU of the machine."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1

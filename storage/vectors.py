@@ -45,6 +45,12 @@ class IndexInfo:
     codes: str
     n_items: int
 
+    @property
+    def has_shortlist(self) -> bool:
+        """Whether this version has its shortlist index: dedup and density read only the
+        rotated vectors, so they leave it to the first search (`update_index`)."""
+        return bool(self.shortlist_file)
+
 
 @dataclass
 class LoadedIndex:
@@ -52,7 +58,7 @@ class LoadedIndex:
     rotation: np.ndarray  # (d, d)
     vectors: np.ndarray  # (n, d) rotated, unit
     ids: np.ndarray  # (n,) item_id
-    shortlist: faiss.Index
+    shortlist: faiss.Index | None  # None: this version has none (`IndexInfo.has_shortlist`)
 
 
 def embedding_models(store: Store) -> dict[str, int]:
@@ -134,7 +140,7 @@ def load(store: Store, info: IndexInfo, vectors_too: bool = True) -> LoadedIndex
         np.load(root / info.rotation_file),
         np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
         np.concatenate(ids) if ids else np.zeros(0, np.int64),
-        load_index(root / info.shortlist_file),
+        load_index(root / info.shortlist_file) if info.has_shortlist else None,
     )
 
 
@@ -247,11 +253,12 @@ def write_version(
     shortlist_dim: int,
     new_ids: np.ndarray,
     new_vectors: np.ndarray | None,
-    shortlist: faiss.Index,
+    shortlist: faiss.Index | None,
     kind: str,
     codes: str,
 ) -> IndexInfo:
-    """Stage a new index version: a new part, maybe a new rotation, a new shortlist index."""
+    """Stage a new index version: a new part, maybe a new rotation, a new shortlist index
+    (None: none, until a search builds it)."""
     folder = f"indexes/{safe_name(model)}"
     tag = f"r{run.run_id:06d}"
     if rotation is not None:
@@ -267,9 +274,9 @@ def write_version(
             _save_npy(run, f"{part}.vectors.npy", new_vectors.astype(np.float32))
         _save_npy(run, f"{part}.ids.npy", new_ids.astype(np.int64))
         parts.append(part)
-    shortlist_file = f"{folder}/shortlist-{tag}.faiss"
-    tmp = run.stage_path(shortlist_file)
-    save_index(shortlist, tmp)
+    shortlist_file = f"{folder}/shortlist-{tag}.faiss" if shortlist is not None else ""
+    if shortlist is not None:
+        save_index(shortlist, run.stage_path(shortlist_file))
     n_items = (0 if rotation is not None or previous is None else previous.n_items) + len(new_ids)
     info = IndexInfo(
         model,

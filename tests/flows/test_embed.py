@@ -7,9 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from thresher.flows import dedup
 from thresher.flows.demo_data import make_records
-from thresher.flows.embed import IndexConfig, embed, search
+from thresher.flows.embed import IndexConfig, embed, search, update_index
 from thresher.scoring.embedders import EmbedderConfig
+from thresher.storage import vectors as vstore
+from thresher.storage.check import check
 from thresher.storage.ingest import IngestConfig, ingest
 from thresher.storage.store import Store
 
@@ -110,3 +113,49 @@ def test_ingested_vectors_are_searchable_with_no_extra_flags(store: Store, tmp_p
     assert sorted(got_ids) == sorted(truth.tolist())
     with pytest.raises(ValueError, match="ingested vectors"):
         search(store, text="hello")
+
+
+def _ingest_vectors(store: Store, path, x: np.ndarray, start: int = 0) -> None:
+    ids = np.arange(start, start + len(x))
+    pq.write_table(pa.table({"id": ids, "vec": pa.array(list(x), pa.list_(pa.float32()))}), path)
+    ingest(store, [str(path)], IngestConfig(id_column="id", embedding_column="vec"))
+
+
+def test_dedup_leaves_the_shortlist_index_to_the_first_search(store: Store, tmp_path) -> None:
+    x = clustered(500, 24, seed=6)
+    _ingest_vectors(store, tmp_path / "v.parquet", x)
+    dedup.dedup_semantic(store, 0.99)
+    built = vstore.latest_index(store, "vec")
+    assert built is not None and built.n_items == 500
+    assert not built.has_shortlist  # dedup reads only the rotated vectors
+    assert not check(store).problems
+    first = store.query("SELECT item_id FROM items WHERE id = 0").column(0)[0].as_py()
+    hits = search(store, like=first, k=5)
+    got = store.query(
+        "SELECT id FROM items WHERE list_contains(?, item_id)", [hits.column(1).to_pylist()]
+    )
+    assert sorted(got.column(0).to_pylist()) == sorted(
+        (np.argsort(-(x[1:] @ x[0]))[:5] + 1).tolist()
+    )
+    searched = vstore.latest_index(store, "vec")
+    assert searched is not None and searched.has_shortlist
+    assert searched.version == built.version + 1  # the same vectors, a shortlist added
+    assert (searched.parts, searched.rotation_file) == (built.parts, built.rotation_file)
+    assert search(store, like=first, k=5).equals(hits)
+    assert vstore.latest_index(store, "vec") == searched  # built once
+    assert not check(store).problems
+
+
+def test_dedup_and_score_keep_the_settings_of_the_index(store: Store, tmp_path) -> None:
+    from thresher.flows.score import score
+
+    x = clustered(700, 24, seed=7)
+    _ingest_vectors(store, tmp_path / "a.parquet", x[:500])
+    first = update_index(store, "vec", IndexConfig(dims=(8, 24), kind="flat"))
+    _ingest_vectors(store, tmp_path / "b.parquet", x[500:], start=500)
+    dedup.dedup_semantic(store, 0.99)
+    score(store, metrics=("density",))
+    after = vstore.latest_index(store, "vec")
+    assert after is not None and after.n_items == 700  # the new vectors added ...
+    assert (after.kind, after.dims, after.rotation_file) == ("flat", [8, 24], first.rotation_file)
+    assert after.has_shortlist  # ... to the shortlist it had, not rebuilt with the defaults
