@@ -36,35 +36,35 @@ def _int_list(value: str | None) -> tuple[int, ...] | None:
     "--dims",
     default=None,
     metavar="M1,M2,...",
-    help="Matryoshka prefix widths [default: 32,64,128,... up to the full width].",
+    help="Matryoshka prefix widths [default: the index's, else 32,64,128,... up to the "
+    "full width].",
 )
 @click.option(
     "--rotation",
     type=click.Choice(typing.get_args(RotationKind)),
-    default="pca",
-    show_default=True,
-    help="How prefixes become meaningful (identity: Matryoshka-trained models).",
+    default=None,
+    help="How prefixes become meaningful (identity: Matryoshka-trained models) "
+    "[default: the index's, else pca].",
 )
 @click.option(
     "--index",
     "kind",
     type=click.Choice(typing.get_args(IndexKind)),
-    default="auto",
-    show_default=True,
-    help="Shortlist index kind.",
+    default=None,
+    help="Shortlist index kind [default: the index's, else auto].",
 )
 @click.option(
     "--codes",
     type=click.Choice(typing.get_args(Codes)),
-    default="none",
-    show_default=True,
-    help="Compressed codes for the shortlist index.",
+    default=None,
+    help="Compressed codes for the shortlist index [default: the index's, else none].",
 )
 @click.option(
     "--shortlist-dim",
     type=click.IntRange(min=1),
     default=None,
-    help="Prefix width of the shortlist index [default: 128 if a prefix, else the smallest].",
+    help="Prefix width of the shortlist index [default: the index's, else 128 if a prefix, "
+    "else the smallest].",
 )
 @click.option(
     "--max-seq-length",
@@ -86,9 +86,9 @@ def embed(
     store: str,
     model: str,
     dims: str | None,
-    rotation: str,
-    kind: str,
-    codes: str,
+    rotation: str | None,
+    kind: str | None,
+    codes: str | None,
     shortlist_dim: int | None,
     max_seq_length: int,
     int8: bool,
@@ -100,7 +100,7 @@ def embed(
 
     Runs as Ray actors (one model load each; one GPU each when CUDA is there).
     """
-    from thresher.flows.embed import IndexConfig
+    from thresher.flows.embed import changed_settings
     from thresher.flows.embed import embed as run_embed
     from thresher.scoring.embedders import EmbedderConfig, model_path
 
@@ -113,12 +113,17 @@ def embed(
         model=model, max_seq_length=max_seq_length, int8=int8, batch_size=batch_size
     )
     with progress(f"embed ({cfg.name})", quiet) as update:
-        report = run_embed(
+        settings = changed_settings(
             s,
-            cfg,
-            IndexConfig(_int_list(dims), shortlist_dim, rotation, kind, codes, refit),
-            on_progress=update,
+            cfg.name,
+            refit=refit,
+            dims=_int_list(dims),
+            shortlist_dim=shortlist_dim,
+            rotation=rotation,
+            kind=kind,
+            codes=codes,
         )
+        report = run_embed(s, cfg, settings, on_progress=update)
     info = report.index
     click.echo(
         summary_table(

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -135,6 +136,19 @@ def settings_of(info: vstore.IndexInfo) -> IndexConfig:
         kind=info.kind,
         codes=info.codes,
     )
+
+
+def changed_settings(store: Store, model: str, refit: bool = False, **given: Any) -> IndexConfig:
+    """The model's index settings (the latest version's, the defaults for the first) with
+    the `given` ones that are not None changed: `embed` with no index option adds to the
+    index as it is, and `embed --codes sq8` keeps its rotation and dims. New `dims` without
+    a `shortlist_dim` take the default shortlist width."""
+    previous = vstore.latest_index(store, model)
+    base = IndexConfig() if previous is None else settings_of(previous)
+    changes = {k: v for k, v in given.items() if v is not None}
+    if "dims" in changes and "shortlist_dim" not in changes:
+        changes["shortlist_dim"] = None
+    return dataclasses.replace(base, refit=refit, **changes)
 
 
 def _rebuild(previous: vstore.IndexInfo | None, cfg: IndexConfig) -> bool:

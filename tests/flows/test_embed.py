@@ -159,3 +159,34 @@ def test_dedup_and_score_keep_the_settings_of_the_index(store: Store, tmp_path) 
     assert after is not None and after.n_items == 700  # the new vectors added ...
     assert (after.kind, after.dims, after.rotation_file) == ("flat", [8, 24], first.rotation_file)
     assert after.has_shortlist  # ... to the shortlist it had, not rebuilt with the defaults
+
+
+def test_embed_options_change_only_the_settings_they_name(store: Store, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from thresher.flows.cli import cli
+    from thresher.flows.embed import changed_settings
+
+    recs = make_records(60, seed=9)
+    write_jsonl(tmp_path / "a.jsonl", recs[:40])
+    write_jsonl(tmp_path / "b.jsonl", recs[40:])
+    ingest(store, [str(tmp_path / "a.jsonl")], IngestConfig(id_column="doc_id", text_column="text"))
+    args = ["embed", str(store.root), "--max-seq-length", "16", "-q"]
+    first = CliRunner().invoke(cli, [*args, "--index", "flat", "--rotation", "identity"])
+    assert first.exit_code == 0, first.output
+    built = vstore.latest_index(store, "minilm")
+    assert built is not None and (built.kind, built.rotation) == ("flat", "identity")
+    ingest(store, [str(tmp_path / "b.jsonl")], IngestConfig(id_column="doc_id", text_column="text"))
+    later = CliRunner().invoke(cli, args)  # no index option: the new items added as it is
+    assert later.exit_code == 0, later.output
+    added = vstore.latest_index(store, "minilm")
+    assert added is not None and added.n_items == 60
+    assert (added.kind, added.rotation, added.rotation_file) == (
+        "flat",
+        "identity",
+        built.rotation_file,
+    )
+    sq8 = changed_settings(store, "minilm", codes="sq8")  # one option: only that one changes
+    assert (sq8.kind, sq8.rotation, sq8.codes, sq8.refit) == ("flat", "identity", "sq8", False)
+    wider = changed_settings(store, "minilm", dims=(32, 384))
+    assert wider.dims == (32, 384) and wider.shortlist_dim is None  # the default for new dims
