@@ -110,8 +110,8 @@ def update_index(
     411 s of `dedup --semantic` on 2 cores). Up to date already (the same settings, as
     many vectors as the model has, a shortlist if asked for): nothing runs and Ray is
     not started. No `cfg`: the latest version's settings (the defaults for the first),
-    so that dedup, score and search add to an index built with `thresher index --kind
-    ...` instead of rebuilding it with the defaults."""
+    so that dedup, score and search add to an index built with `embed --index ivf ...`
+    instead of rebuilding it with the defaults."""
     previous = vstore.latest_index(store, model)
     if cfg is None:
         cfg = IndexConfig() if previous is None else settings_of(previous)
