@@ -13,9 +13,24 @@ can raise these without loading the store.
 
 from __future__ import annotations
 
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits at
+
 
 class ThresherError(ValueError):
-    """An error the user can fix; the message names the file, column, key or value."""
+    """An error the user can fix; the message names the file, column, key or value.
+
+    The message is one line: a line break inside it (a JSON key or an Arrow type
+    naming a field "\\n", a value quoted from the source) is written as its escape."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            text = args[0]
+            if any(c in text for c in _LINE_BREAKS):
+                text = "".join(
+                    c.encode("unicode_escape").decode() if c in _LINE_BREAKS else c for c in text
+                )
+            args = (text,)
+        super().__init__(*args)
 
 
 class ConfigError(ThresherError):

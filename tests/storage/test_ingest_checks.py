@@ -291,3 +291,23 @@ def test_an_empty_embedding_is_rejected(store, tmp_path, vectors) -> None:
     assert store.query("SELECT reason FROM rejects").column(0).to_pylist() == [
         "empty embedding in column 'emb'"
     ]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [{"text": {"\n": None}}],  # a text column that is an object with a key "\n"
+        [{"text": "a", "x": True}, {"text": "b", "x": {"\n": None}}],  # a type that changes
+    ],
+)
+def test_an_error_quoting_a_line_break_stays_one_line(store: Store, tmp_path, lines) -> None:
+    # found by the fuzz test: Arrow's type names print a field named "\n" as a line break
+    write_jsonl(tmp_path / "a.jsonl", lines)
+    before = digest(store)
+    with pytest.raises(SourceError) as caught:
+        ingest(store, [str(tmp_path / "a.jsonl")], TEXT)
+    message = str(caught.value)
+    assert "a.jsonl" in message and len(message.splitlines()) == 1 and "\\n" in message
+    assert digest(store) == before  # nothing written
+    code, output = run_cli("ingest", store.root, tmp_path / "a.jsonl", "--text-column", "text")
+    assert code == 2 and len(output.strip().splitlines()) == 1
