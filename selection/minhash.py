@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -91,11 +91,7 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
     lo, m = int(offsets[0]), int(offsets[-1] - offsets[0])
     padded = np.zeros(m + SHINGLE, np.uint64)
     padded[:m] = data[lo : lo + m]
-    every = np.zeros(m, np.uint64)
-    for j in range(SHINGLE):
-        every *= _PRIME
-        every += padded[j : j + m]
-        every += np.uint64(1)
+    every = _poly(m, lambda j: padded[j : j + m])
     h = np.empty(int(out_offsets[-1]), np.uint64)
     long = lengths >= SHINGLE
     taken = np.where(long, counts, 0)
@@ -104,13 +100,22 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
     short = np.flatnonzero(~long)
     if len(short):
         start, end = offsets[short] - lo, offsets[short + 1] - lo
-        hs = np.zeros(len(short), np.uint64)
-        for j in range(SHINGLE):
-            byte = np.where(start + j < end, padded[np.minimum(start + j, m)], np.uint64(0))
-            hs = hs * _PRIME + byte + np.uint64(1)
-        h[out_offsets[short]] = hs
+        h[out_offsets[short]] = _poly(
+            len(short),
+            lambda j: np.where(start + j < end, padded[np.minimum(start + j, m)], np.uint64(0)),
+        )
     h32 = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return h32, out_offsets
+
+
+def _poly(n: int, byte_at: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The polynomial hash of n shingles, `byte_at(j)` giving byte j of each."""
+    h = np.zeros(n, np.uint64)
+    for j in range(SHINGLE):
+        h *= _PRIME
+        h += byte_at(j)
+        h += np.uint64(1)
+    return h
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:
